@@ -1,0 +1,5 @@
+"""ipunkt: a self-hosted eFormidling integration point."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
