@@ -14,3 +14,13 @@ def main() -> None:
 
     Start with `ipunkt init` to write a config file, then `ipunkt serve`.
     """
+
+
+
+from ipunkt.cli.init import init  # noqa: E402  (commands come after the group they join)
+from ipunkt.cli.plugins import plugins_command  # noqa: E402
+from ipunkt.cli.serve import serve  # noqa: E402
+
+main.add_command(init)
+main.add_command(serve)
+main.add_command(plugins_command)

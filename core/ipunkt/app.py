@@ -1,0 +1,57 @@
+"""The aiohttp application factory: state under typed keys, resources in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+from aiohttp import web
+
+from ipunkt.api import manage
+from ipunkt.api.middlewares import errors, request_context
+from ipunkt.appkeys import CHANNELS, PLUGINS, READY, SETTINGS
+from ipunkt.channels import ChannelSet
+from ipunkt.config import Settings
+from ipunkt.plugin import ChannelConfig
+from ipunkt.plugins import PluginHost
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: Settings, plugins: PluginHost, channel_configs: Mapping[str, ChannelConfig]
+) -> web.Application:
+    """Build the gateway's application; nothing starts until aiohttp runs its cleanup_ctx."""
+    app = web.Application(middlewares=[request_context, errors])
+    app[SETTINGS] = settings
+    app[PLUGINS] = plugins
+    app[CHANNELS] = ChannelSet(settings.organisation.number, plugins.channels, channel_configs)
+    app[READY] = {"ready": False}
+    app.cleanup_ctx.append(_channels_running)
+    app.cleanup_ctx.append(_readiness)
+    app.on_shutdown.append(_not_ready)
+    manage.setup_routes(app)
+    return app
+
+
+async def _channels_running(app: web.Application) -> AsyncIterator[None]:
+    await app[CHANNELS].start()
+    yield
+    await app[CHANNELS].stop()
+
+
+async def _readiness(app: web.Application) -> AsyncIterator[None]:
+    """Ready once everything before it in cleanup_ctx has started; not ready while stopping."""
+    app[READY]["ready"] = True
+    log.info(
+        "ipunkt ready",
+        organisation=app[SETTINGS].organisation.number,
+        channels=app[CHANNELS].enabled(),
+        failed_plugins=[r.name for r in app[PLUGINS].failed()],
+    )
+    yield
+
+
+async def _not_ready(app: web.Application) -> None:
+    """Shutdown has begun: tell load balancers before connections close."""
+    app[READY]["ready"] = False

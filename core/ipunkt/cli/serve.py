@@ -1,0 +1,49 @@
+"""``ipunkt serve``: run the gateway until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import structlog
+from aiohttp import web
+
+from ipunkt.app import create_app
+from ipunkt.cli.options import config_option
+from ipunkt.config import ConfigError
+from ipunkt.gateway import load_gateway
+from ipunkt.logconfig import configure_logging
+
+
+@click.command()
+@config_option
+@click.option("--host", help="Listen on this address instead of the config's server.host.")
+@click.option("--port", type=int, help="Listen on this port instead of the config's server.port.")
+def serve(config_path: Path, host: str | None, port: int | None) -> None:
+    """Run the integration point's HTTP API and its channels.
+
+    Stops gracefully on SIGTERM or Ctrl-C: in-flight requests get server.shutdown_timeout
+    seconds to finish.
+    """
+    try:
+        gateway = load_gateway(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    settings = gateway.settings
+    configure_logging(settings.logging.format, settings.logging.level)
+    log = structlog.get_logger("ipunkt.serve")
+    for record in gateway.plugins.failed():
+        log.warning("plugin not loaded", plugin=record.name, error=record.error)
+    app = create_app(settings, gateway.plugins, gateway.channel_configs)
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    log.info("ipunkt starting", url=f"http://{host}:{port}", config=str(config_path))
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=settings.server.shutdown_timeout,
+    )
+    log.info("ipunkt stopped")

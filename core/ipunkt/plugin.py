@@ -1,0 +1,215 @@
+"""The plugin contract: everything a channel plugin may import from the core.
+
+A plugin is a Python distribution with an entry point in the group ``ipunkt``::
+
+    [project.entry-points.ipunkt]
+    dpo = "ipunkt_dpo"
+
+The module it names implements hooks marked with :data:`hookimpl`. Hooks are *registration*
+hooks: the plugin hands the core objects (a :class:`ChannelInfo`, a lookup source) and the
+asyncio core awaits their ``async`` methods. A plugin imports only this module and the sealing
+toolkit (:mod:`ipunkt.package`), never the store, the delivery engine or the HTTP app.
+
+The plugin declares the core versions it supports as the version range of its ``ipunkt``
+requirement (``dependencies = ["ipunkt>=0.1,<0.2"]``); the core refuses a plugin whose range
+excludes it. Every hook is documented in ``docs/plugin-hooks.md``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import pluggy
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+PROJECT = "ipunkt"
+"""The entry-point group and the pluggy project name."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's hook implementations: ``@hookimpl def register_channels(register): ...``."""
+
+
+class ReceiptStatus(str, enum.Enum):
+    """The statuses of a conversation, exactly as the integrasjonspunkt names them."""
+
+    OPPRETTET = "OPPRETTET"
+    SENDT = "SENDT"
+    MOTTATT = "MOTTATT"
+    LEVERT = "LEVERT"
+    LEST = "LEST"
+    FEIL = "FEIL"
+    ANNET = "ANNET"
+    INNKOMMENDE_MOTTATT = "INNKOMMENDE_MOTTATT"
+    INNKOMMENDE_LEVERT = "INNKOMMENDE_LEVERT"
+    LEVETID_UTLOPT = "LEVETID_UTLOPT"
+
+
+class ChannelConfig(BaseModel):
+    """The base of every channel's config section (``[channels.<service>]`` in the TOML file).
+
+    A plugin subclasses it and adds typed fields with descriptions and defaults; mark secrets
+    with :class:`pydantic.SecretStr`, so that they are masked in logs and listings and may be
+    given as ``{env = "VAR"}`` or ``{file = "/path"}`` in the config file. Unknown keys are
+    errors.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Whether ipunkt routes messages to this channel and runs its pollers."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One file of an outgoing message; ``open()`` streams its (decrypted) bytes."""
+
+    filename: str
+    mime_type: str
+    size: int
+    open: Callable[[], AsyncIterator[bytes]]
+    title: str | None = None
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message the delivery engine hands a channel's :meth:`Channel.send`."""
+
+    message_id: str
+    conversation_id: str
+    sender: str
+    receiver: str
+    process: str
+    document_type: str
+    sbd: Mapping[str, Any]
+    expires_at: datetime
+    attachments: Sequence[Attachment] = ()
+    service_record: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a successful send achieved.
+
+    ``statuses`` are registered on the conversation in order (SvarUt, for example, guarantees
+    delivery, so DPF reports SENDT and LEVERT at once); ``external_reference`` is the remote
+    id (Altinn correspondence id, SvarUt forsendelse id) kept for status polling.
+    """
+
+    statuses: tuple[ReceiptStatus, ...] = (ReceiptStatus.SENDT,)
+    external_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    """A channel's own view of its health, shown on ``/manage/health``."""
+
+    ok: bool
+    detail: str = ""
+
+
+class ChannelError(Exception):
+    """Base of the errors a channel raises; the delivery engine decides what follows."""
+
+
+class TransientError(ChannelError):
+    """Worth retrying: network errors, timeouts, 5xx, 429 (``retry_after`` in seconds)."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(ChannelError):
+    """Never worth retrying: 4xx, unknown receiver, certificate problems. Becomes FEIL."""
+
+
+class ConfigurationError(ChannelError):
+    """The channel cannot run with the config it was given (raised at start-up)."""
+
+
+@dataclass
+class ChannelContext:
+    """What the core gives a channel when it creates it."""
+
+    organisation: str
+    """The integration point's own organisation number (9 digits)."""
+    config: ChannelConfig
+    """The channel's validated config section, an instance of its ``config_schema``."""
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger())
+
+
+class Channel(abc.ABC):
+    """A running message channel. Only :meth:`send` is required.
+
+    A channel that receives messages sets :attr:`incoming_poll_interval` and implements
+    :meth:`poll_incoming`; one whose statuses must be fetched sets
+    :attr:`status_poll_interval` and implements :meth:`poll_statuses`.
+    """
+
+    incoming_poll_interval: ClassVar[float | None] = None
+    status_poll_interval: ClassVar[float | None] = None
+
+    def __init__(self, context: ChannelContext) -> None:
+        self.context = context
+
+    @abc.abstractmethod
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Deliver one message; raise :class:`TransientError` or :class:`PermanentError`."""
+
+    async def start(self) -> None:
+        """Open connections and sessions; called once before the first send or poll."""
+
+    async def stop(self) -> None:
+        """Release what :meth:`start` opened; called once at shutdown."""
+
+    async def health(self) -> ChannelHealth:
+        """Report whether the remote service is usable."""
+        return ChannelHealth(ok=True)
+
+
+ChannelFactory = Callable[[ChannelContext], Channel]
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What a plugin registers: a channel's declaration and how to make it.
+
+    ``factory`` is ``None`` while a plugin has no transport; the core lists such a channel
+    as ``transport: not implemented`` and refuses to route to it.
+    """
+
+    service: str
+    """The service identifier: DPO, DPV, DPF, DPI or a new one (2-10 capitals and digits)."""
+    name: str
+    message_types: frozenset[str]
+    """The business-message types (``arkivmelding``, ``digital``...) the channel carries."""
+    max_size: int
+    """The largest total size of one message's files, in bytes."""
+    config_schema: type[ChannelConfig] = ChannelConfig
+    factory: ChannelFactory | None = None
+    default_ttl: timedelta = timedelta(hours=24)
+    """The lifetime given to messages that do not set ``expectedResponseDateTime``."""
+
+    @property
+    def has_transport(self) -> bool:
+        return self.factory is not None
+
+
+class Hooks:
+    """The hook specifications. Each is a registration hook called once at start-up."""
+
+    @hookspec
+    def register_channels(self, register: Callable[[ChannelInfo], None]) -> None:
+        """Register the message channels this plugin provides.
+
+        Call ``register(ChannelInfo(...))`` once per channel. A service identifier already
+        registered by another plugin makes this plugin fail to load.
+        """

@@ -1,0 +1,25 @@
+"""eFormidling DPF (KS Fiks SvarUt/SvarInn): a channel plugin for ipunkt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt_dpf.config import DPFConfig
+
+__version__ = "0.1.0"
+
+SERVICE = "DPF"
+
+
+@hookimpl
+def register_channels(register: Callable[[ChannelInfo], None]) -> None:
+    register(
+        ChannelInfo(
+            service=SERVICE,
+            name="DPF: KS Fiks SvarUt and SvarInn, for municipalities",
+            message_types=frozenset({'arkivmelding', 'arkivmelding_kvittering'}),
+            max_size=1024 * 1024 * 1024,
+            config_schema=DPFConfig,
+        )
+    )

@@ -1,0 +1,25 @@
+"""eFormidling DPI (digital post to citizens): a channel plugin for ipunkt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt_dpi.config import DPIConfig
+
+__version__ = "0.1.0"
+
+SERVICE = "DPI"
+
+
+@hookimpl
+def register_channels(register: Callable[[ChannelInfo], None]) -> None:
+    register(
+        ChannelInfo(
+            service=SERVICE,
+            name="DPI: digital post to citizens, and print",
+            message_types=frozenset({'digital', 'print'}),
+            max_size=50 * 1024 * 1024,
+            config_schema=DPIConfig,
+        )
+    )

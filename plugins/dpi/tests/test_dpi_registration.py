@@ -1,0 +1,16 @@
+"""The installed plugin is found by the core and declares its channel honestly."""
+
+from __future__ import annotations
+
+from ipunkt.plugins import PluginStatus, load_plugins
+
+
+def test_core_loads_the_dpi_channel() -> None:
+    host = load_plugins()
+    record = next(r for r in host.records if r.distribution == "ipunkt-dpi")
+    assert record.status is PluginStatus.OK, record.error
+    assert record.services == ["DPI"]
+    info = host.channels["DPI"]
+    assert info.message_types == {'digital', 'print'}
+    assert info.max_size == 50 * 1024 * 1024
+    assert not info.has_transport

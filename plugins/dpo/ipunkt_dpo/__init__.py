@@ -1,0 +1,25 @@
+"""eFormidling DPO (Altinn 3 broker): a channel plugin for ipunkt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt_dpo.config import DPOConfig
+
+__version__ = "0.1.0"
+
+SERVICE = "DPO"
+
+
+@hookimpl
+def register_channels(register: Callable[[ChannelInfo], None]) -> None:
+    register(
+        ChannelInfo(
+            service=SERVICE,
+            name="DPO: Altinn 3 broker, between public agencies",
+            message_types=frozenset({'arkivmelding', 'arkivmelding_kvittering', 'avtalt', 'status'}),
+            max_size=1024 * 1024 * 1024,
+            config_schema=DPOConfig,
+        )
+    )

@@ -1,0 +1,25 @@
+"""eFormidling DPV (Altinn 3 correspondence): a channel plugin for ipunkt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt_dpv.config import DPVConfig
+
+__version__ = "0.1.0"
+
+SERVICE = "DPV"
+
+
+@hookimpl
+def register_channels(register: Callable[[ChannelInfo], None]) -> None:
+    register(
+        ChannelInfo(
+            service=SERVICE,
+            name="DPV: Altinn 3 correspondence, digital post to businesses",
+            message_types=frozenset({'arkivmelding', 'digital_dpv'}),
+            max_size=250 * 1024 * 1024,
+            config_schema=DPVConfig,
+        )
+    )
