@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -230,10 +231,18 @@ def _render_section(name: str, model: type[BaseModel], values: dict[str, Any]) -
             continue
         else:
             value = field.get_default(call_default_factory=True)
-        if value is None or isinstance(value, SecretStr):
-            lines.append(f'# {key} = {{env = "{name.upper().replace(".", "_")}_{key.upper()}"}}')
+        if _is_secret(field.annotation):
+            variable = f"{name}.{key}".upper().replace(".", "_")
+            lines.append(f'# {key} = {{env = "{variable}"}}  (or {{file = "/path"}})')
+            continue
+        if value is None:
+            lines.append(f"# {key} = (not set)")
             continue
         lines.append(tomli_w.dumps({key: value}).strip())
     lines.append("")
     return lines
 
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)

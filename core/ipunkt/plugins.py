@@ -115,7 +115,7 @@ class PluginHost:
             self.add(module, PluginRecord(module_name, "ipunkt", __version__, PluginStatus.OK))
         for entry_point in metadata.entry_points(group=PROJECT):
             self._load_entry_point(entry_point, selection)
-        self._collect_channels()
+        self.collect()
 
     def add(self, plugin: object, record: PluginRecord) -> None:
         """Register one plugin object (a module or an instance) under ``record``."""
@@ -161,7 +161,8 @@ class PluginHost:
             return
         self.add(plugin, record)
 
-    def _collect_channels(self) -> None:
+    def collect(self) -> None:
+        """Call the registration hooks of every plugin added so far, each on its own."""
         for record, registered in self._call_each("register_channels"):
             for info in registered:
                 problem = self._check_channel(info)
