@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ipunkt import __version__
+from ipunkt.logconfig import configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +15,7 @@ def main() -> None:
 
     Start with `ipunkt init` to write a config file, then `ipunkt serve`.
     """
+    configure_logging("auto", "warning")
 
 
 
