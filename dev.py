@@ -1,0 +1,105 @@
+"""Set up and run ipunkt from a checkout, with nothing but Python 3.11+.
+
+    python3 dev.py run [ARGS]      set up .venv, then `ipunkt serve` on ./var/ipunkt.toml
+    python3 dev.py test [ARGS]     set up .venv, then run every test (ARGS go to pytest)
+    python3 dev.py check-plugins   install each plugin, not editable, beside only the core
+                                   in a clean environment and check that it loads
+
+The virtual environment is `.venv` beside this file; it is made, and the core and every
+plugin under `plugins/` installed into it (editable), when missing or when a pyproject.toml
+is newer than it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".ipunkt-installed"
+PLUGINS = sorted(path for path in (ROOT / "plugins").iterdir() if (path / "pyproject.toml").exists())
+
+
+def run(*command: str | Path, **kwargs: object) -> None:
+    print("+", " ".join(str(c) for c in command), flush=True)
+    subprocess.run([str(c) for c in command], check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def ensure_venv() -> None:
+    """Make .venv and install the project into it, unless it is up to date."""
+    projects = [ROOT / "pyproject.toml", *(p / "pyproject.toml" for p in PLUGINS)]
+    if STAMP.exists() and all(p.stat().st_mtime < STAMP.stat().st_mtime for p in projects):
+        return
+    if not (BIN / "python").exists():
+        venv.create(VENV, with_pip=True)
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    editables = [arg for plugin in PLUGINS for arg in ("-e", str(plugin))]
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,postgres]",
+        *editables)
+    STAMP.touch()
+
+
+def serve(args: list[str]) -> int:
+    ensure_venv()
+    config = ROOT / "var" / "ipunkt.toml"
+    if not config.exists():
+        run(BIN / "ipunkt", "init", config)
+    return subprocess.call([str(BIN / "ipunkt"), "serve", "--config", str(config), *args])
+
+
+def test(args: list[str]) -> int:
+    ensure_venv()
+    env = {**os.environ}
+    env.setdefault("IPUNKT_SPECS", str(ROOT.parent / "shared" / "specs"))
+    return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def check_plugins() -> int:
+    """Each plugin, installed from a wheel beside only the core, must load: this catches a
+    dependency the plugin uses but does not declare, which the shared .venv would hide."""
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="ipunkt-plugin-check-") as scratch:
+        wheels = Path(scratch) / "wheels"
+        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, ROOT,
+            *PLUGINS)
+        core_wheel = next(wheels.glob("ipunkt-*.whl"))
+        for plugin in PLUGINS:
+            name = plugin.name
+            env_dir = Path(scratch) / f"env-{name}"
+            venv.create(env_dir, with_pip=True)
+            python = env_dir / "bin" / "python"
+            plugin_wheel = next(wheels.glob(f"ipunkt_{name}-*.whl"))
+            run(python, "-m", "pip", "install", "--quiet", core_wheel, plugin_wheel)
+            listing = subprocess.run(
+                [str(python), "-m", "ipunkt", "plugins", "--json"],
+                capture_output=True, text=True, cwd=scratch,
+            )
+            records = json.loads(listing.stdout or "[]")
+            statuses = {r["name"]: (r["status"], r["error"]) for r in records}
+            if listing.returncode != 0 or statuses.get(name, ("missing",))[0] != "ok":
+                failures += 1
+                print(f"FAIL ipunkt-{name}: {statuses.get(name)} {listing.stderr}", flush=True)
+            else:
+                print(f"ok   ipunkt-{name} loads beside only the core", flush=True)
+    return 1 if failures else 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"run": serve, "test": test}
+    if argv and argv[0] == "check-plugins":
+        return check_plugins()
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
