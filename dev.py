@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Set up and run ipunkt from a checkout, with nothing but Python 3.11+.
 
     python3 dev.py run [ARGS]      set up .venv, then `ipunkt serve` on ./var/ipunkt.toml
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".ipunkt-installed"
-PLUGINS = sorted(path for path in (ROOT / "plugins").iterdir() if (path / "pyproject.toml").exists())
+PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
 
 
 def run(*command: str | Path, **kwargs: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ipunkt.plugins import PluginStatus, load_plugins
 
 GOOD = """
@@ -97,8 +96,13 @@ def test_a_second_plugin_for_the_same_service_fails(install_plugin) -> None:
 
 @pytest.mark.parametrize(
     ("registered", "reason"),
-    [("'not a channel'", "not a ChannelInfo"), ("ChannelInfo(service='dp', name='x', "
-      "message_types=frozenset(), max_size=1)", "is not 2-10 capitals")],
+    [
+        ("'not a channel'", "not a ChannelInfo"),
+        (
+            "ChannelInfo(service='dp', name='x', message_types=frozenset(), max_size=1)",
+            "is not 2-10 capitals",
+        ),
+    ],
 )
 def test_a_malformed_registration_fails_the_plugin(install_plugin, registered, reason) -> None:
     install_plugin(

@@ -202,7 +202,7 @@ def starter_config(host: PluginHost, organisation: str) -> str:
         "",
     ]
     sections: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
-        name: (field.annotation, {})  # type: ignore[misc]
+        name: (field.annotation, {})
         for name, field in Settings.model_fields.items()
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
     }

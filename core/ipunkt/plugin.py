@@ -22,7 +22,7 @@ import enum
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pluggy
 import structlog
@@ -36,7 +36,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 """Marks a plugin's hook implementations: ``@hookimpl def register_channels(register): ...``."""
 
 
-class ReceiptStatus(str, enum.Enum):
+class ReceiptStatus(enum.StrEnum):
     """The statuses of a conversation, exactly as the integrasjonspunkt names them."""
 
     OPPRETTET = "OPPRETTET"
@@ -135,6 +135,49 @@ class ConfigurationError(ChannelError):
     """The channel cannot run with the config it was given (raised at start-up)."""
 
 
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message a channel took in: its SBD and, unless it is a receipt, its sealed package.
+
+    ``payload`` streams the package exactly as received (still encrypted to this integration
+    point); the core stores it durably before the channel confirms it to the remote side.
+    """
+
+    sbd: Mapping[str, Any]
+    payload: AsyncIterator[bytes] | None = None
+
+
+class IncomingSink(Protocol):
+    """Where a channel hands incoming messages during :meth:`Channel.poll_incoming`."""
+
+    async def receive(self, message: IncomingMessage) -> bool:
+        """Store the message durably; True if it is new, False if its messageId was seen."""
+        ...
+
+
+@dataclass(frozen=True)
+class PollableConversation:
+    """An outgoing conversation whose status a channel fetches from its remote service."""
+
+    message_id: str
+    conversation_id: str
+    receiver: str
+    external_reference: str | None
+    statuses: tuple[ReceiptStatus, ...]
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A status a channel learned for one of its conversations."""
+
+    message_id: str
+    status: ReceiptStatus
+    description: str | None = None
+    raw_receipt: str | None = None
+    stop_polling: bool = False
+    """Set when the remote side will never say more (the Altinn correspondence is gone)."""
+
+
 @dataclass
 class ChannelContext:
     """What the core gives a channel when it creates it."""
@@ -163,6 +206,25 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Deliver one message; raise :class:`TransientError` or :class:`PermanentError`."""
+
+    async def poll_incoming(self, sink: IncomingSink) -> None:
+        """Fetch new incoming messages, hand each to ``sink``, then confirm it remotely.
+
+        Called every :attr:`incoming_poll_interval` seconds when that is set. Confirm a
+        message to the remote side only after ``sink.receive`` returned: it is durable then.
+        """
+
+    async def poll_statuses(
+        self, conversations: Sequence[PollableConversation]
+    ) -> Sequence[StatusUpdate]:
+        """Fetch the statuses of these conversations; called when status polling is set."""
+        return ()
+
+    async def delivered_to_client(self, message: Mapping[str, Any]) -> None:
+        """The fagsystem took this incoming message (its SBD): tell the sender if needed.
+
+        DPO sends a ``status`` LEVERT back, as the original does.
+        """
 
     async def start(self) -> None:
         """Open connections and sessions; called once before the first send or poll."""

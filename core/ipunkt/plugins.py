@@ -9,12 +9,12 @@ hooks through :class:`PluginHost`, never through ``pm.hook`` directly.
 from __future__ import annotations
 
 import enum
-import importlib.metadata as metadata
 import inspect
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -35,7 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = ()
 """Core modules registered as plugins, so that the core's own features use the hooks too."""
 
 
-class PluginStatus(str, enum.Enum):
+class PluginStatus(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"
     DISABLED = "disabled"
@@ -218,16 +218,19 @@ class PluginHost:
             requirement = Requirement(text)
             wanted = _canonical(requirement.name)
             found = [
-                r for r in self.records if wanted in {_canonical(r.name), _canonical(r.distribution or "")}
+                r
+                for r in self.records
+                if wanted in {_canonical(r.name), _canonical(r.distribution or "")}
             ]
             if not found:
                 problems.append(f"required plugin {text!r} is not installed")
                 continue
             record = found[0]
+            version = record.version
             if record.status is not PluginStatus.OK:
-                problems.append(f"required plugin {text!r} is {record.status.value}: {record.error}")
-            elif record.version and not requirement.specifier.contains(record.version, prereleases=True):
-                problems.append(f"required plugin {text!r} is installed at version {record.version}")
+                problems.append(f"required plugin {text!r} is {record.status}: {record.error}")
+            elif version and not requirement.specifier.contains(version, prereleases=True):
+                problems.append(f"required plugin {text!r} is installed at version {version}")
         return problems
 
 

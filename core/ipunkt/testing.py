@@ -62,7 +62,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ipunkt exited with {self.process.returncode}:\n{self.output()}")
+                code = self.process.returncode
+                raise RuntimeError(f"ipunkt exited with {code}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/manage/health/readiness", timeout=1):
                     return self

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-
 from ipunkt.plugin import ChannelConfig
+from pydantic import Field, SecretStr
 
 
 class DPFConfig(ChannelConfig):

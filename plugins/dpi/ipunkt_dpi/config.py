@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from ipunkt.plugin import ChannelConfig
+from pydantic import Field
 
 
 class DPIConfig(ChannelConfig):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
+
 from ipunkt_dpo.config import DPOConfig
 
 __version__ = "0.1.0"

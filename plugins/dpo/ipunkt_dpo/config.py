@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from ipunkt.plugin import ChannelConfig
+from pydantic import Field
 
 
 class DPOConfig(ChannelConfig):
@@ -14,7 +13,7 @@ class DPOConfig(ChannelConfig):
     """The Altinn resource that DPO file transfers use."""
     message_channel: str | None = Field(None, max_length=25, pattern=r"^[A-Za-z0-9_-]+$")
     """Lets several integration points share one organisation: each takes only its channel."""
-    reportees: list[str] = []
+    reportees: tuple[str, ...] = ()
     """Organisations (9 digits) this integration point sends and receives on behalf of."""
     poll_interval: float = Field(15.0, gt=0)
     """Seconds between polls of the broker for incoming files."""
