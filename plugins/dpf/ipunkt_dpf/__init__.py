@@ -19,7 +19,7 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
         ChannelInfo(
             service=SERVICE,
             name="DPF: KS Fiks SvarUt and SvarInn, for municipalities",
-            message_types=frozenset({'arkivmelding', 'arkivmelding_kvittering'}),
+            message_types=frozenset({"arkivmelding", "arkivmelding_kvittering"}),
             max_size=1024 * 1024 * 1024,
             config_schema=DPFConfig,
         )

@@ -19,7 +19,7 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
         ChannelInfo(
             service=SERVICE,
             name="DPI: digital post to citizens, and print",
-            message_types=frozenset({'digital', 'print'}),
+            message_types=frozenset({"digital", "print"}),
             max_size=50 * 1024 * 1024,
             config_schema=DPIConfig,
         )

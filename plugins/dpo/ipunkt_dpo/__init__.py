@@ -19,7 +19,9 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
         ChannelInfo(
             service=SERVICE,
             name="DPO: Altinn 3 broker, between public agencies",
-            message_types=frozenset({'arkivmelding', 'arkivmelding_kvittering', 'avtalt', 'status'}),
+            message_types=frozenset(
+                {"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"}
+            ),
             max_size=1024 * 1024 * 1024,
             config_schema=DPOConfig,
         )

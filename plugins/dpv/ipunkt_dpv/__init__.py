@@ -19,7 +19,7 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
         ChannelInfo(
             service=SERVICE,
             name="DPV: Altinn 3 correspondence, digital post to businesses",
-            message_types=frozenset({'arkivmelding', 'digital_dpv'}),
+            message_types=frozenset({"arkivmelding", "digital_dpv"}),
             max_size=250 * 1024 * 1024,
             config_schema=DPVConfig,
         )
