@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
-
 from ipunkt.app import create_app
 from ipunkt.channels import ChannelSet
 from ipunkt.config import parse_settings
 from ipunkt.errors import ServiceNotEnabled
-from ipunkt.plugin import Channel, ChannelConfig, ChannelHealth, ChannelInfo, OutgoingMessage, SendResult
+from ipunkt.plugin import (
+    Channel,
+    ChannelConfig,
+    ChannelHealth,
+    ChannelInfo,
+    OutgoingMessage,
+    SendResult,
+)
 from ipunkt.plugins import PluginHost, PluginRecord, PluginStatus
 
 

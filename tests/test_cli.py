@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from ipunkt import __version__
 from ipunkt.testing import ServerProcess, free_port
 

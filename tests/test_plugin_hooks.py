@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from ipunkt.channels import ChannelSet
 from ipunkt.errors import ServiceNotEnabled
 from ipunkt.plugin import ChannelInfo, Hooks, hookimpl
