@@ -178,6 +178,17 @@ class StatusUpdate:
     """Set when the remote side will never say more (the Altinn correspondence is gone)."""
 
 
+class TokenProvider(Protocol):
+    """Bearer tokens for remote services (filled by the core's Maskinporten client)."""
+
+    async def token(self, scopes: Sequence[str], *, altinn: bool = False) -> str:
+        """A Maskinporten access token for ``scopes``; exchanged for an Altinn token if asked.
+
+        Tokens are cached until shortly before they expire, so call this before each request.
+        """
+        ...
+
+
 @dataclass
 class ChannelContext:
     """What the core gives a channel when it creates it."""
@@ -187,6 +198,11 @@ class ChannelContext:
     config: ChannelConfig
     """The channel's validated config section, an instance of its ``config_schema``."""
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger())
+    key: Any = None
+    """The organisation's :class:`ipunkt.package.keys.OrganisationKey` (private key and
+    certificate chain) for signing and decrypting, or None when none is configured."""
+    tokens: TokenProvider | None = None
+    """Maskinporten (and Altinn) tokens, or None when Maskinporten is not configured."""
 
 
 class Channel(abc.ABC):
