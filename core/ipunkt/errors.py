@@ -78,3 +78,30 @@ class ServiceNotEnabled(ApiError):
 
 class NoContent(ApiError):
     status = 204
+
+
+class IdentifierNotFound(ApiError):
+    """No lookup source knows the receiver (the capabilities endpoint's 404)."""
+
+    status = 404
+
+
+class ReceiverDoesNotAcceptProcess(ApiError):
+    """The receiver has no record of the message's process that carries its document type."""
+
+
+class IdentifierNotValid(ApiError):
+    """Not an organisation number or fødselsnummer; the original rejects it in validation."""
+
+    exception = "jakarta.validation.ConstraintViolationException"
+
+
+class ServiceRegistryUnavailable(ApiError):
+    """No lookup source could answer now (network, 5xx, bad signature); worth retrying."""
+
+    status = 503
+    exception = "no.difi.meldingsutveksling.serviceregistry.ServiceRegistryLookupException"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
