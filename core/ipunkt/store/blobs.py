@@ -1,0 +1,165 @@
+"""Payload files on disk, streamed in and out, encrypted at rest.
+
+A blob is written to a temporary file, fsync'd, renamed into place and its directory fsync'd,
+so a blob that :meth:`BlobStore.write` returned survives a crash. Memory stays flat whatever
+the size: at most a couple of chunks are held at a time. File I/O and sealing run in a worker
+thread, one chunk at a time, so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ipunkt.store.encryption import CHUNK_SIZE, HEADER_SIZE, DecryptionError, Keyring, Opener, Sealer
+
+
+class BlobTooLarge(Exception):
+    """The stream went past the size it was allowed; nothing was kept."""
+
+    def __init__(self, limit: int, seen: int) -> None:
+        super().__init__(f"more than {limit} bytes ({seen} seen)")
+        self.limit = limit
+        self.seen = seen
+
+
+class BlobMissing(Exception):
+    """No file is stored under this id."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    blob_id: str
+    size: int
+
+
+class BlobStore:
+    """Encrypted files under ``root``: ``<root>/<xx>/<id>``, temporary files in ``<root>/tmp``."""
+
+    def __init__(self, root: Path, keyring: Keyring) -> None:
+        self.root = root
+        self.keyring = keyring
+        self._tmp = root / "tmp"
+
+    def prepare(self) -> None:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        return self.root / blob_id[:2] / blob_id
+
+    async def write(self, chunks: AsyncIterable[bytes], *, limit: int | None = None) -> BlobInfo:
+        """Seal and store a stream; :class:`BlobTooLarge` once it passes ``limit`` bytes."""
+        blob_id = uuid.uuid4().hex
+        sealer = Sealer(self.keyring, blob_id.encode())
+        temp = self._tmp / blob_id
+        handle = await asyncio.to_thread(_open_new, temp, sealer.header)
+        try:
+            pending = bytearray()
+            async for chunk in chunks:
+                if limit is not None and sealer.plaintext_size + len(pending) + len(chunk) > limit:
+                    raise BlobTooLarge(limit, sealer.plaintext_size + len(pending) + len(chunk))
+                pending += chunk
+                if len(pending) >= CHUNK_SIZE:
+                    data, pending = bytes(pending), bytearray()
+                    await asyncio.to_thread(_write, handle, sealer.update, data)
+            data = bytes(pending)
+            await asyncio.to_thread(_finish, handle, sealer, data, temp, self.path(blob_id))
+        except BaseException:
+            await asyncio.to_thread(_discard, handle, temp)
+            raise
+        return BlobInfo(blob_id, sealer.plaintext_size)
+
+    async def read(self, blob_id: str) -> AsyncIterator[bytes]:
+        """The plaintext, chunk by chunk; :class:`DecryptionError` if it was tampered with."""
+        handle, opener = await asyncio.to_thread(self._open, blob_id)
+        try:
+            for length in opener.record_lengths():
+                record = await asyncio.to_thread(handle.read, length)
+                if len(record) != length:
+                    raise DecryptionError("the file ended early")
+                chunk = opener.open(record)
+                if chunk:
+                    yield chunk
+        finally:
+            handle.close()
+
+    async def check(self, blob_id: str) -> int:
+        """Open the blob and verify its first chunk; returns the plaintext size."""
+        handle, opener = await asyncio.to_thread(self._open, blob_id)
+        try:
+            length = next(opener.record_lengths())
+            opener.open(await asyncio.to_thread(handle.read, length))
+            return opener.plaintext_size
+        finally:
+            handle.close()
+
+    def _open(self, blob_id: str) -> tuple[BinaryIO, Opener]:
+        try:
+            handle = self.path(blob_id).open("rb")
+        except FileNotFoundError:
+            raise BlobMissing(blob_id) from None
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            opener = Opener(self.keyring, blob_id.encode(), handle.read(HEADER_SIZE), size)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, opener
+
+    async def delete(self, blob_ids: Iterable[str]) -> None:
+        ids = [b for b in blob_ids if b]
+        if ids:
+            await asyncio.to_thread(self._delete, ids)
+
+    def _delete(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            self.path(blob_id).unlink(missing_ok=True)
+
+    def stored_ids(self) -> list[str]:
+        """Every blob on disk (for removing those no row refers to)."""
+        found = []
+        for folder in self.root.iterdir():
+            if folder.is_dir() and len(folder.name) == 2:
+                found.extend(p.name for p in folder.iterdir())
+        return found
+
+
+def _open_new(temp: Path, header: bytes) -> BinaryIO:
+    handle = temp.open("wb")
+    handle.write(header)
+    return handle
+
+
+def _write(handle: BinaryIO, update: object, data: bytes) -> None:
+    handle.write(update(data))  # type: ignore[operator]
+
+
+def _finish(handle: BinaryIO, sealer: Sealer, data: bytes, temp: Path, final: Path) -> None:
+    handle.write(sealer.update(data))
+    handle.write(sealer.finish())
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, final)
+    _fsync_dir(final.parent)
+
+
+def _discard(handle: BinaryIO, temp: Path) -> None:
+    handle.close()
+    temp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,69 @@
+"""The ``[store]`` config section, and opening the store it describes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ipunkt.store.base import MessageStore
+from ipunkt.store.blobs import BlobStore
+from ipunkt.store.encryption import Keyring, MasterKey
+from ipunkt.store.sqlite import SqliteStore
+
+log = structlog.get_logger(__name__)
+KEY_FILE = "store.key"
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    backend: Literal["sqlite"] = Field("sqlite", description="Where messages are kept: sqlite.")
+    path: Path = Field(
+        Path("data"),
+        description="Folder of the database and the encrypted payload files.",
+    )
+    key: SecretStr | None = Field(
+        None,
+        description=(
+            "Key that payloads are encrypted with at rest: 32 bytes as base64 or 64 hex digits "
+            "(`python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'`). "
+            "Unset: a key is generated once into <path>/store.key; keep it off backups."
+        ),
+    )
+    previous_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Older keys that stored payloads may still be encrypted with.",
+    )
+
+    @field_validator("key", "previous_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                MasterKey.parse(item.get_secret_value())
+        return value
+
+
+def keyring(settings: StoreSettings) -> Keyring:
+    """The configured keys, or the generated key file (created on first use, mode 0600)."""
+    previous = [MasterKey.parse(k.get_secret_value()) for k in settings.previous_keys]
+    if settings.key is not None:
+        return Keyring(MasterKey.parse(settings.key.get_secret_value()), previous)
+    path = settings.path / KEY_FILE
+    if not path.exists():
+        settings.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(MasterKey.generate().encoded() + "\n")
+        log.warning("generated a store key; set store.key to keep it elsewhere", path=str(path))
+    return Keyring(MasterKey.parse(path.read_text()), previous)
+
+
+def create_store(settings: StoreSettings) -> MessageStore:
+    """The store the settings name, not yet opened."""
+    blobs = BlobStore(settings.path / "payloads", keyring(settings))
+    return SqliteStore(settings.path / "ipunkt.sqlite3", blobs)
