@@ -1,0 +1,228 @@
+"""CAdES-BES detached signatures: CMS SignedData over ``META-INF/ASiCManifest.xml``.
+
+The signed attributes are those of CAdES-BES (ETSI EN 319 122-1): content type, message
+digest, signing time and ``signingCertificateV2``, which binds the signature to the signer's
+certificate. SHA-256 and RSA PKCS#1 v1.5, as BouncyCastle's ``SHA256withRSA`` in efm-asic. The
+ASN.1 is built and parsed with asn1crypto; the RSA operations are cryptography's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from asn1crypto import algos, cms, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from ipunkt.package.errors import CertificateProblem, SignatureInvalid
+from ipunkt.package.keys import OrganisationKey
+from ipunkt.package.trust import TrustStore, check_rsa, describe
+
+SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+"""Digests accepted in signatures we verify; SHA-1 and MD5 are refused."""
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def sign_detached(
+    content: bytes, key: OrganisationKey, *, signing_time: datetime | None = None
+) -> bytes:
+    """A DER ContentInfo holding a detached SignedData over ``content``."""
+    certificate = asn1_x509.Certificate.load(_der(key.certificate))
+    chain = [asn1_x509.Certificate.load(_der(c)) for c in key.chain]
+    when = signing_time or datetime.now(UTC)
+    unordered = [
+        cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": when})]}),
+        cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
+        cms.CMSAttribute(
+            {
+                "type": "signing_certificate_v2",
+                "values": [
+                    tsp.SigningCertificateV2(
+                        {
+                            "certs": [
+                                tsp.ESSCertIDv2(
+                                    {
+                                        "hash_algorithm": {"algorithm": "sha256"},
+                                        "cert_hash": hashlib.sha256(certificate.dump()).digest(),
+                                        "issuer_serial": {
+                                            "issuer": [
+                                                asn1_x509.GeneralName(
+                                                    name="directory_name",
+                                                    value=certificate.issuer,
+                                                )
+                                            ],
+                                            "serial_number": certificate.serial_number,
+                                        },
+                                    }
+                                )
+                            ]
+                        }
+                    )
+                ],
+            }
+        ),
+    ]
+    # DER orders a SET OF by encoding; verifiers re-encode before checking the signature.
+    attributes = cms.CMSAttributes(sorted(unordered, key=lambda attribute: attribute.dump()))
+    signature = key.private_key.sign(attributes.dump(), padding.PKCS1v15(), hashes.SHA256())
+    signer = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value=cms.IssuerAndSerialNumber(
+                    {"issuer": certificate.issuer, "serial_number": certificate.serial_number}
+                ),
+            ),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": attributes,
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
+            "signature": signature,
+        }
+    )
+    signed_data = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [{"algorithm": "sha256"}],
+            "encap_content_info": {"content_type": "data"},
+            "certificates": [certificate, *chain],
+            "signer_infos": [signer],
+        }
+    )
+    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+def _signer_certificate(
+    signer: cms.SignerInfo, certificates: list[asn1_x509.Certificate]
+) -> asn1_x509.Certificate:
+    sid = signer["sid"]
+    for candidate in certificates:
+        if sid.name == "issuer_and_serial_number":
+            if (
+                candidate.serial_number == sid.chosen["serial_number"].native
+                and candidate.issuer == sid.chosen["issuer"]
+            ):
+                return candidate
+        elif candidate.key_identifier == sid.chosen.native:
+            return candidate
+    raise SignatureInvalid("the signature does not include the signer's certificate")
+
+
+def _attribute(attributes: cms.CMSAttributes, name: str) -> object | None:
+    found = [a for a in attributes if a["type"].native == name]
+    if len(found) > 1 or (found and len(found[0]["values"]) != 1):
+        raise SignatureInvalid(f"the signed attribute {name} is present more than once")
+    return found[0]["values"][0] if found else None
+
+
+def verify_detached(
+    signature: bytes,
+    content: bytes,
+    *,
+    trust: TrustStore | None,
+    at: datetime | None = None,
+) -> x509.Certificate:
+    """Check a detached CAdES/CMS signature over ``content``; return the signer's certificate.
+
+    With ``trust`` the signer's certificate must chain to one of its anchors; without it only
+    the signature itself is checked (say so to the user).
+    """
+    try:
+        info = cms.ContentInfo.load(signature)
+        if info["content_type"].native != "signed_data":
+            raise SignatureInvalid(
+                f"the signature file holds {info['content_type'].native}, not signed data"
+            )
+        signed_data = info["content"]
+        signers = list(signed_data["signer_infos"])
+        certificates = [c.chosen for c in signed_data["certificates"] if c.name == "certificate"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SignatureInvalid(f"the signature is not a readable CMS SignedData: {exc}") from exc
+    if len(signers) != 1:
+        raise SignatureInvalid(f"the signature has {len(signers)} signers; exactly one is expected")
+    signer = signers[0]
+    certificate = _signer_certificate(signer, certificates)
+    digest_name = signer["digest_algorithm"]["algorithm"].native
+    if digest_name not in SIGNATURE_HASHES:
+        raise SignatureInvalid(f"the signature uses the digest {digest_name}, which is refused")
+    attributes = signer["signed_attrs"]
+    if not isinstance(attributes, cms.CMSAttributes) or not len(attributes):
+        raise SignatureInvalid("the signature has no signed attributes (not CAdES)")
+    content_type = _attribute(attributes, "content_type")
+    if content_type is None or content_type.native != "data":  # type: ignore[attr-defined]
+        raise SignatureInvalid("the signed content type is missing or not data")
+    expected = _attribute(attributes, "message_digest")
+    actual = hashlib.new(digest_name, content).digest()
+    if expected is None or expected.native != actual:  # type: ignore[attr-defined]
+        raise SignatureInvalid(
+            "the signed digest does not match the signed file: it was changed after signing"
+        )
+    signing_certificate = _attribute(attributes, "signing_certificate_v2")
+    if signing_certificate is not None:
+        cert_ids = signing_certificate["certs"]  # type: ignore[index]
+        cert_id = cert_ids[0]
+        hash_name = cert_id["hash_algorithm"]["algorithm"].native
+        if hash_name not in SIGNATURE_HASHES or (
+            hashlib.new(hash_name, certificate.dump()).digest() != cert_id["cert_hash"].native
+        ):
+            raise SignatureInvalid(
+                "the signingCertificateV2 attribute names another certificate than the signer's"
+            )
+    signer_certificate = x509.load_der_x509_certificate(certificate.dump())
+    try:
+        public_key = check_rsa(signer_certificate)
+    except CertificateProblem as exc:
+        raise SignatureInvalid(str(exc)) from exc
+    algorithm = signer["signature_algorithm"]
+    scheme = _scheme(algorithm, digest_name)
+    signed_bytes = _set_of(attributes)
+    try:
+        public_key.verify(
+            signer["signature"].native, signed_bytes, scheme, SIGNATURE_HASHES[digest_name]()
+        )
+    except InvalidSignature as exc:
+        raise SignatureInvalid(
+            f"the signature by {describe(signer_certificate)} does not verify: the signed "
+            "attributes were changed, or it was made with another key"
+        ) from exc
+    if trust is not None:
+        intermediates = [
+            x509.load_der_x509_certificate(c.dump()) for c in certificates if c is not certificate
+        ]
+        trust.verify(signer_certificate, intermediates, at=at)
+    return signer_certificate
+
+
+def _set_of(attributes: cms.CMSAttributes) -> bytes:
+    """The signed attributes as signed: their original bytes with the SET OF tag (RFC 5652 5.4)."""
+    encoded = attributes.dump()
+    return b"\x31" + encoded[1:]
+
+
+def _scheme(algorithm: algos.SignedDigestAlgorithm, digest_name: str) -> padding.AsymmetricPadding:
+    name = algorithm["algorithm"].native
+    if name in ("rsassa_pkcs1v15", f"{digest_name}_rsa"):
+        return padding.PKCS1v15()
+    if name == "rsassa_pss":
+        parameters = algorithm["parameters"]
+        mgf_hash = parameters["mask_gen_algorithm"]["parameters"]["algorithm"].native
+        if mgf_hash not in SIGNATURE_HASHES:
+            raise SignatureInvalid(
+                f"the PSS signature uses the digest {mgf_hash}, which is refused"
+            )
+        return padding.PSS(
+            padding.MGF1(SIGNATURE_HASHES[mgf_hash]()), parameters["salt_length"].native
+        )
+    raise SignatureInvalid(f"unsupported signature algorithm {name}")
