@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Mapping
 import structlog
 from aiohttp import web
 
-from ipunkt.api import manage
+from ipunkt.api import capabilities, manage
 from ipunkt.api.middlewares import errors, request_context
-from ipunkt.appkeys import CHANNELS, PLUGINS, READY, SETTINGS
+from ipunkt.appkeys import ADDRESS_BOOK, CHANNELS, PLUGINS, READY, ROUTER, SETTINGS
 from ipunkt.channels import ChannelSet
 from ipunkt.config import Settings
+from ipunkt.lookup.assembly import build_address_book
+from ipunkt.lookup.routing import Router
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost
 
@@ -26,11 +28,25 @@ def create_app(
     app[SETTINGS] = settings
     app[PLUGINS] = plugins
     app[CHANNELS] = ChannelSet(settings.organisation.number, plugins.channels, channel_configs)
+    app[ADDRESS_BOOK] = build_address_book(
+        settings.lookup,
+        plugins,
+        organisation=settings.organisation.number,
+        services=app[CHANNELS].enabled(),
+    )
+    app[ROUTER] = Router(
+        app[ADDRESS_BOOK],
+        app[CHANNELS],
+        settings.routing,
+        allow_synthetic_identifiers=settings.lookup.allow_synthetic_identifiers,
+    )
     app[READY] = {"ready": False}
     app.cleanup_ctx.append(_channels_running)
+    app.cleanup_ctx.append(_lookup_running)
     app.cleanup_ctx.append(_readiness)
     app.on_shutdown.append(_not_ready)
     manage.setup_routes(app)
+    capabilities.setup_routes(app)
     return app
 
 
@@ -38,6 +54,14 @@ async def _channels_running(app: web.Application) -> AsyncIterator[None]:
     await app[CHANNELS].start()
     yield
     await app[CHANNELS].stop()
+
+
+async def _lookup_running(app: web.Application) -> AsyncIterator[None]:
+    await app[ADDRESS_BOOK].start()
+    log.info("lookup sources", sources=app[ADDRESS_BOOK].describe())
+    app[ROUTER].log_table()
+    yield
+    await app[ADDRESS_BOOK].stop()
 
 
 async def _readiness(app: web.Application) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ import tomli_w
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ipunkt.lookup.settings import LookupSettings, RoutingSettings
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost, PluginStatus
 
@@ -91,6 +92,8 @@ class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     logging: LoggingSettings = Field(default_factory=LoggingSettings)  # type: ignore[arg-type]
     plugins: PluginSettings = Field(default_factory=PluginSettings)
+    lookup: LookupSettings = Field(default_factory=LookupSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="One table per channel, [channels.<service>], checked by its plugin.",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipunkt.config import ConfigError, Settings, channel_configs, load_settings
+from ipunkt.lookup.assembly import available_sources, lookup_source_configs
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost, load_plugins
 
@@ -28,4 +29,5 @@ def load_gateway(path: Path) -> Gateway:
     problems = plugins.check_required(settings.plugins.required_plugins)
     if problems:
         raise ConfigError("\n".join(f"{path}: plugins.required_plugins: {p}" for p in problems))
+    lookup_source_configs(settings.lookup, available_sources(plugins), plugins)
     return Gateway(settings, plugins, channel_configs(settings, plugins))

@@ -28,6 +28,21 @@ import pluggy
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from ipunkt.lookup.records import IdentifierResource as IdentifierResource
+from ipunkt.lookup.records import InfoRecord as InfoRecord
+from ipunkt.lookup.records import PostAddress as PostAddress
+from ipunkt.lookup.records import Service as Service
+from ipunkt.lookup.records import ServiceRecord as ServiceRecord
+from ipunkt.lookup.source import AddressLookupError as AddressLookupError
+from ipunkt.lookup.source import LookupNotFound as LookupNotFound
+from ipunkt.lookup.source import LookupQuery as LookupQuery
+from ipunkt.lookup.source import LookupRejected as LookupRejected
+from ipunkt.lookup.source import LookupSource as LookupSource
+from ipunkt.lookup.source import LookupSourceConfig as LookupSourceConfig
+from ipunkt.lookup.source import LookupSourceContext as LookupSourceContext
+from ipunkt.lookup.source import LookupSourceInfo as LookupSourceInfo
+from ipunkt.lookup.source import LookupUnavailable as LookupUnavailable
+
 PROJECT = "ipunkt"
 """The entry-point group and the pluggy project name."""
 
@@ -290,4 +305,15 @@ class Hooks:
 
         Call ``register(ChannelInfo(...))`` once per channel. A service identifier already
         registered by another plugin makes this plugin fail to load.
+        """
+
+    @hookspec
+    def register_lookup_sources(self, register: Callable[[LookupSourceInfo], None]) -> None:
+        """Register the sources of receivers' addresses this plugin provides.
+
+        Call ``register(LookupSourceInfo(...))`` once per source. The operator lists the
+        sources to ask, in order, in ``lookup.sources``; each source's settings are the table
+        ``[lookup.<name>]``, checked by its ``config_schema``. A name already registered by
+        another plugin makes this plugin fail to load. The core registers its own sources,
+        ``local`` (a registry file) and ``service-registry``, through this hook too.
         """

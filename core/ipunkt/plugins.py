@@ -24,14 +24,15 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ipunkt import __version__
-from ipunkt.plugin import PROJECT, ChannelInfo, Hooks
+from ipunkt.lookup.source import LOOKUP_SOURCE_NAME
+from ipunkt.plugin import PROJECT, ChannelInfo, Hooks, LookupSourceInfo
 
 log = structlog.get_logger(__name__)
 
 DISABLE_ENV = "IPUNKT_DISABLE_PLUGINS"
 SERVICE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")
 
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("ipunkt.lookup.builtin",)
 """Core modules registered as plugins, so that the core's own features use the hooks too."""
 
 
@@ -106,6 +107,8 @@ class PluginHost:
         self.records: list[PluginRecord] = []
         self.channels: dict[str, ChannelInfo] = {}
         self._channel_owner: dict[str, PluginRecord] = {}
+        self.lookup_sources: dict[str, LookupSourceInfo] = {}
+        self._lookup_source_owner: dict[str, PluginRecord] = {}
 
     def load(self, selection: PluginSelection | None = None) -> None:
         """Register the core's default plugins, then every installed entry point."""
@@ -174,14 +177,41 @@ class PluginHost:
                     self.channels[info.service] = info
                     self._channel_owner[info.service] = record
                     record.services.append(info.service)
+        self._collect_lookup_sources()
         for record in self.records:
             if record.status is PluginStatus.FAILED:
                 for service in [s for s, r in self._channel_owner.items() if r is record]:
                     del self.channels[service]
                     del self._channel_owner[service]
                 record.services.clear()
+                for name in [n for n, r in self._lookup_source_owner.items() if r is record]:
+                    del self.lookup_sources[name]
+                    del self._lookup_source_owner[name]
                 if _is_registered(self.pm, record.name):
                     self.pm.unregister(name=record.name)
+
+    def _collect_lookup_sources(self) -> None:
+        for record, registered in self._call_each("register_lookup_sources"):
+            problem = next(filter(None, map(self._check_lookup_source, registered)), None)
+            if problem:
+                record.fail(problem)
+                continue
+            for info in registered:
+                self.lookup_sources[info.name] = info
+                self._lookup_source_owner[info.name] = record
+
+    def _check_lookup_source(self, info: object) -> str | None:
+        if not isinstance(info, LookupSourceInfo):
+            return (
+                f"register_lookup_sources registered {type(info).__name__}, "
+                "not a LookupSourceInfo"
+            )
+        if not re.match(LOOKUP_SOURCE_NAME, info.name):
+            return f"lookup source name {info.name!r} is not lower-case letters, digits, dashes"
+        if info.name in self.lookup_sources:
+            owner = self._lookup_source_owner[info.name].name
+            return f"lookup source {info.name!r} is already registered by plugin {owner!r}"
+        return None
 
     def _check_channel(self, info: object) -> str | None:
         if not isinstance(info, ChannelInfo):

@@ -20,9 +20,11 @@ def main() -> None:
 
 # Each command joins the group above; a helper adding one adds an import and a line.
 from ipunkt.cli.init import init
+from ipunkt.cli.lookup import lookup_command
 from ipunkt.cli.plugins import plugins_command
 from ipunkt.cli.serve import serve
 
 main.add_command(init)
 main.add_command(serve)
 main.add_command(plugins_command)
+main.add_command(lookup_command)
