@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+
 from ipunkt.messages import errors
 from ipunkt.messages.arkivmelding import FILENAME as ARKIVMELDING_XML
 from ipunkt.messages.arkivmelding import ArkivmeldingError, ArkivmeldingSummary, summarise
@@ -30,7 +31,12 @@ from ipunkt.messages.parties import (
 from ipunkt.messages.routes import ChannelLimits, Resolver, RouteLike
 from ipunkt.messages.statuses import EXPIRED_DESCRIPTION, Statuses
 from ipunkt.plugin import ReceiptStatus
-from ipunkt.sbd import StandardBusinessDocument, business_violations, header_violations
+from ipunkt.sbd import (
+    StandardBusinessDocument,
+    business_violations,
+    header_violations,
+    parse_sbd_text,
+)
 from ipunkt.sbd.model import (
     MESSAGE_TYPES,
     ArkivmeldingMessage,
@@ -57,6 +63,9 @@ log = structlog.get_logger(__name__)
 MULTIPART_FILE_LIMIT = 5 * 1024 * 1024
 """The original's cap on each file of a multipart create-and-send."""
 OCTET_STREAM = "application/octet-stream"
+ARKIVMELDING_REQUIRED = frozenset({"DPO", "DPF"})
+"""Channels that carry an arkivmelding's Noark metadata and so need ``arkivmelding.xml``
+(as the original's message says, "DPO message type requires arkivmelding.xml attachment")."""
 
 
 @dataclass
@@ -417,9 +426,10 @@ class OutgoingMessages:
         names = {f.filename for f in files}
         if isinstance(sbd.body, ArkivmeldingMessage):
             arkivmelding = next((f for f in files if f.filename == ARKIVMELDING_XML), None)
-            if arkivmelding is None:
+            if arkivmelding is None and service in ARKIVMELDING_REQUIRED:
                 raise errors.MissingArkivmelding()
-            missing = [name for name in arkivmelding.references if name not in names]
+            references = arkivmelding.references if arkivmelding else ()
+            missing = [name for name in references if name not in names]
             if missing:
                 raise errors.MissingArkivmeldingFile(missing)
         if isinstance(sbd.body, DpiDigitalMessage):
@@ -464,8 +474,6 @@ def _normalised(where: store.MessageFilter) -> store.MessageFilter:
 
 
 def _stored_sbd(record: store.MessageRecord) -> StandardBusinessDocument:
-    from ipunkt.sbd import parse_sbd_text
-
     return parse_sbd_text(record.sbd)
 
 
