@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 import structlog
 from aiohttp import web
 
-from ipunkt.api import capabilities, manage
+from ipunkt.api import capabilities, manage, nextmove
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.appkeys import ADDRESS_BOOK, CHANNELS, PLUGINS, READY, ROUTER, SETTINGS
 from ipunkt.channels import ChannelSet
@@ -43,6 +43,7 @@ def create_app(
     app[READY] = {"ready": False}
     app.cleanup_ctx.append(_channels_running)
     app.cleanup_ctx.append(_lookup_running)
+    nextmove.install(app)
     app.cleanup_ctx.append(_readiness)
     app.on_shutdown.append(_not_ready)
     manage.setup_routes(app)

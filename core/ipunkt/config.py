@@ -19,9 +19,12 @@ import tomli_w
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ipunkt.api.settings import ApiSettings
 from ipunkt.lookup.settings import LookupSettings, RoutingSettings
+from ipunkt.messages.settings import MessagesSettings
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost, PluginStatus
+from ipunkt.store.settings import StoreSettings
 
 CONFIG_ENV = "IPUNKT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("ipunkt.toml")
@@ -94,6 +97,9 @@ class Settings(Section):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     lookup: LookupSettings = Field(default_factory=LookupSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    messages: MessagesSettings = Field(default_factory=MessagesSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="One table per channel, [channels.<service>], checked by its plugin.",

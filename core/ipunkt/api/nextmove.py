@@ -20,6 +20,7 @@ from ipunkt.api.content_disposition import parse as parse_disposition
 from ipunkt.api.http import SPRING_HEADERS, answer, empty, nextmove_middleware
 from ipunkt.api.paging import page_json, page_request
 from ipunkt.api.settings import ApiSettings
+from ipunkt.appkeys import PLUGINS, ROUTER, SETTINGS
 from ipunkt.errors import NoContent
 from ipunkt.messages import errors
 from ipunkt.messages.conversations import Conversations
@@ -31,6 +32,7 @@ from ipunkt.messages.statuses import Statuses, StatusRules
 from ipunkt.plugin import ChannelInfo
 from ipunkt.sbd import SbdFormatError, SbdInvalid, StandardBusinessDocument, parse_sbd_text
 from ipunkt.sbd.times import OSLO
+from ipunkt.store.settings import create_store
 from ipunkt.store.base import (
     CONVERSATION_SORTS,
     MESSAGE_SORTS,
@@ -99,6 +101,19 @@ def build(
         statuses=statuses,
         conversations=Conversations(store),
     )
+
+
+def install(app: web.Application) -> None:
+    """The Next Move API of a gateway app: its config's store, its router and channels."""
+    settings = app[SETTINGS]
+    nextmove = build(
+        create_store(settings.store),
+        app[ROUTER],
+        dict(app[PLUGINS].channels),
+        organisation=settings.organisation.number,
+        settings=settings.messages,
+    )
+    setup(app, nextmove, settings.api)
 
 
 def setup(

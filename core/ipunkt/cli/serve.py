@@ -8,6 +8,7 @@ import click
 import structlog
 from aiohttp import web
 
+from ipunkt.api.settings import exposure_problem
 from ipunkt.app import create_app
 from ipunkt.cli.options import config_option
 from ipunkt.config import ConfigError
@@ -37,6 +38,8 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
     app = create_app(settings, gateway.plugins, gateway.channel_configs)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
+    if problem := exposure_problem(settings.api, host):
+        raise click.ClickException(problem)
     log.info("ipunkt starting", url=f"http://{host}:{port}", config=str(config_path))
     web.run_app(
         app,
@@ -45,5 +48,6 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=settings.server.shutdown_timeout,
+        ssl_context=settings.api.ssl_context(),
     )
     log.info("ipunkt stopped")

@@ -23,7 +23,8 @@ class StoreSettings(BaseModel):
 
     backend: Literal["sqlite"] = Field("sqlite", description="Where messages are kept: sqlite.")
     path: Path = Field(
-        Path("data"),
+        "data",  # type: ignore[assignment]
+        validate_default=True,
         description="Folder of the database and the encrypted payload files.",
     )
     key: SecretStr | None = Field(
