@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ipunkt.package.keys import OrganisationKey
+from ipunkt.package.trust import TrustStore
 
 ORGANIZATION_IDENTIFIER = x509.ObjectIdentifier("2.5.4.97")
 
@@ -215,3 +216,53 @@ def write_organisation(key: OrganisationKey, directory: Path, *, password: bytes
     )
     bundle.chmod(0o600)
     return WrittenKey(certificate, private_key, bundle)
+
+
+@dataclass(frozen=True)
+class ThrowawayPki:
+    """A root CA, an issuing CA below it (as Buypass has), and organisations' keys."""
+
+    root: CertificateAuthority
+    ca: CertificateAuthority
+    organisations: dict[str, OrganisationKey]
+
+    @property
+    def trust(self) -> TrustStore:
+        """The root as anchor and the issuing CA as a known intermediate."""
+        return TrustStore([self.root.certificate], [self.ca.certificate])
+
+    def __getitem__(self, org_number: str) -> OrganisationKey:
+        return self.organisations[org_number]
+
+
+def make_pki(*org_numbers: str) -> ThrowawayPki:
+    """A throwaway PKI with a certificate for each organisation number."""
+    root = make_ca()
+    ca = root.subordinate("ipunkt test issuing CA")
+    return ThrowawayPki(root, ca, {number: ca.issue(number) for number in org_numbers})
+
+
+@dataclass(frozen=True)
+class WrittenPki:
+    """Where :func:`write_pki` put a throwaway PKI's files."""
+
+    root: Path
+    """The root CA certificate, PEM: the trust anchor to give OpenSSL, xmlsec1 or ipunkt."""
+    keys: dict[str, WrittenKey]
+    password: bytes
+
+    def __getitem__(self, org_number: str) -> WrittenKey:
+        return self.keys[org_number]
+
+
+def write_pki(pki: ThrowawayPki, directory: Path, *, password: bytes) -> WrittenPki:
+    """Write the root certificate and every organisation's key files into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root = directory / "root-ca.pem"
+    root.write_bytes(pem(pki.root.certificate))
+    (directory / "issuing-ca.pem").write_bytes(pem(pki.ca.certificate))
+    keys = {
+        number: write_organisation(key, directory, password=password)
+        for number, key in pki.organisations.items()
+    }
+    return WrittenPki(root, keys, password)

@@ -112,25 +112,36 @@ def load_certificates(data: bytes, *, source: str = "certificate data") -> list[
 
 
 class TrustStore:
-    """The trust anchors (root CAs) that certificates of our peers must chain to."""
+    """The trust anchors (root CAs) that certificates of our peers must chain to.
 
-    def __init__(self, anchors: Iterable[x509.Certificate]) -> None:
+    Known intermediate CAs (Buypass Class 3 CA, Commfides CA...) may be added too: peers often
+    send only their own certificate (an ``x5c`` of one), so the path is built from these.
+    They are not anchors: a path through one must still end at a root.
+    """
+
+    def __init__(
+        self,
+        anchors: Iterable[x509.Certificate],
+        intermediates: Iterable[x509.Certificate] = (),
+    ) -> None:
         self.anchors = tuple(anchors)
+        self.intermediates = tuple(intermediates)
         if not self.anchors:
-            raise CertificateProblem("a trust store needs at least one anchor certificate")
+            raise CertificateProblem("a trust store needs at least one root (self-signed) CA")
         self._store = Store(list(self.anchors))
 
     @classmethod
     def load(cls, *paths: Path) -> TrustStore:
-        """Anchors from PEM or DER files."""
-        anchors: list[x509.Certificate] = []
+        """Roots (self-signed) and intermediate CAs from PEM or DER files."""
+        certificates: list[x509.Certificate] = []
         for path in paths:
             try:
                 data = Path(path).read_bytes()
             except OSError as exc:
                 raise CertificateProblem(f"cannot read trust anchors from {path}: {exc}") from exc
-            anchors.extend(load_certificates(data, source=str(path)))
-        return cls(anchors)
+            certificates.extend(load_certificates(data, source=str(path)))
+        roots = [c for c in certificates if c.issuer == c.subject]
+        return cls(roots, [c for c in certificates if c.issuer != c.subject])
 
     def verify(
         self,
@@ -159,7 +170,7 @@ class TrustStore:
             .build_client_verifier()
         )
         try:
-            verified = verifier.verify(certificate, list(intermediates))
+            verified = verifier.verify(certificate, [*intermediates, *self.intermediates])
         except VerificationError as exc:
             raise CertificateProblem(
                 f"certificate {describe(certificate)} does not chain to a trusted CA: {exc}"

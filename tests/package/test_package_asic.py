@@ -1,0 +1,259 @@
+"""ASiC-E containers: what we write, what others write, and what hostile ZIPs try."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ipunkt.package import asic, testcerts
+from ipunkt.package.asic import (
+    AsicEntry,
+    DiscardSink,
+    Limits,
+    SignatureFormat,
+    read_asic,
+    write_asic,
+)
+from ipunkt.package.errors import IntegrityError, SignatureInvalid, UnsafeArchive
+from ipunkt.package.testcerts import ThrowawayPki, WrittenPki
+
+SENDER = "910077473"
+PDF = os.urandom(300_000)
+XML = b"<arkivmelding>" + b"<tittel>Vedtak</tittel>" * 2000 + b"</arkivmelding>"
+
+
+def _entries() -> list[AsicEntry]:
+    return [
+        AsicEntry("arkivmelding.xml", "application/xml", [XML[:100], XML[100:]]),
+        AsicEntry("vedtak.pdf", "application/pdf", [PDF], len(PDF)),
+        AsicEntry("vedlegg/kart æøå.png", "image/png", iter([b"\x89PNG" + os.urandom(5000)])),
+    ]
+
+
+def _container(pki: ThrowawayPki, form: SignatureFormat = SignatureFormat.CADES) -> bytes:
+    return b"".join(write_asic(_entries(), pki[SENDER], signature=form))
+
+
+def _chunks(data: bytes, size: int = 65_536) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+@pytest.mark.parametrize("form", list(SignatureFormat))
+def test_round_trip(pki: ThrowawayPki, form: SignatureFormat) -> None:
+    contents = read_asic(_chunks(_container(pki, form)), DiscardSink(), trust=pki.trust)
+    assert [(f.name, f.mime, f.size) for f in contents.files] == [
+        ("arkivmelding.xml", "application/xml", len(XML)),
+        ("vedtak.pdf", "application/pdf", len(PDF)),
+        ("vedlegg/kart æøå.png", "image/png", 5004),
+    ]
+    assert contents.files[1].sha256 == hashlib.sha256(PDF).digest()
+    assert contents.signer == pki[SENDER].certificate
+    assert contents.signature_format is form
+    assert contents.trusted
+    assert contents.unsigned_metadata == ["META-INF/manifest.xml"]
+
+
+def test_layout_read_by_pythons_zipfile(pki: ThrowawayPki) -> None:
+    data = _container(pki)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        infos = archive.infolist()
+        assert infos[0].filename == "mimetype"
+        assert infos[0].compress_type == zipfile.ZIP_STORED
+        assert data[30:38] == b"mimetype" and data[38:69] == asic.MIMETYPE
+        names = [i.filename for i in infos]
+        assert names[1:4] == ["arkivmelding.xml", "vedtak.pdf", "vedlegg/kart æøå.png"]
+        assert names[4:6] == ["META-INF/manifest.xml", "META-INF/ASiCManifest.xml"]
+        assert names[6].startswith("META-INF/signature-") and names[6].endswith(".p7s")
+        assert archive.read("vedtak.pdf") == PDF
+        compressed = {i.filename: i.compress_size for i in infos}
+        assert compressed["arkivmelding.xml"] < len(XML) / 10, "XML is compressed"
+        manifest = archive.read("META-INF/ASiCManifest.xml").decode()
+        assert base64.b64encode(hashlib.sha256(PDF).digest()).decode() in manifest
+
+
+def test_a_container_made_by_zipfile_and_signed_by_openssl_is_read(
+    pki: ThrowawayPki, pki_files: WrittenPki, openssl: str, run: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Writer and signer independent of ipunkt: Python's zipfile and ``openssl cms -sign``."""
+    document = b"Hello, municipality"
+    digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<ASiCManifest xmlns="http://uri.etsi.org/02918/v1.2.1#" '
+        'xmlns:ns2="http://www.w3.org/2000/09/xmldsig#">'
+        '<SigReference URI="META-INF/signature.p7s" MimeType="application/x-pkcs7-signature"/>'
+        '<DataObjectReference URI="hello.txt" MimeType="text/plain">'
+        '<ns2:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
+        f"<ns2:DigestValue>{digest}</ns2:DigestValue></DataObjectReference></ASiCManifest>"
+    ).encode()
+    (tmp_path / "manifest.xml").write_bytes(manifest)
+    (tmp_path / "chain.pem").write_bytes(testcerts.pem(pki.ca.certificate))
+    run(
+        openssl, "cms", "-sign", "-binary", "-md", "sha256", "-in", tmp_path / "manifest.xml",
+        "-signer", pki_files[SENDER].certificate, "-inkey", pki_files[SENDER].private_key,
+        "-certfile", tmp_path / "chain.pem", "-outform", "DER", "-out", tmp_path / "s.p7s",
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), asic.MIMETYPE, zipfile.ZIP_STORED)
+        archive.writestr("hello.txt", document)
+        archive.writestr("META-INF/asicmanifest.xml", manifest)
+        archive.write(tmp_path / "s.p7s", "META-INF/signature.p7s")
+    contents = read_asic(_chunks(buffer.getvalue()), DiscardSink(), trust=pki.trust)
+    assert [(f.name, f.mime) for f in contents.files] == [("hello.txt", "text/plain")]
+    assert contents.signer == pki[SENDER].certificate
+
+
+def _rebuild(data: bytes, change: Callable[[str, bytes], list[tuple[str, bytes]]]) -> bytes:
+    """Copy a container entry by entry through ``change`` (which may drop, alter or add)."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(buffer, "w") as target,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # duplicate names are the point of some tests
+        for info in source.infolist():
+            for name, content in change(info.filename, source.read(info)):
+                method = zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED
+                target.writestr(zipfile.ZipInfo(name), content, method)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            lambda n, c: [(n, c + b"!" if n == "vedtak.pdf" else c)],
+            IntegrityError,
+            "vedtak.pdf was changed after it was signed",
+        ),
+        (
+            lambda n, c: [(n, c)] + ([("extra.exe", b"MZ")] if n == "vedtak.pdf" else []),
+            IntegrityError,
+            "extra.exe is in the container but not covered",
+        ),
+        (
+            lambda n, c: [] if n == "vedtak.pdf" else [(n, c)],
+            IntegrityError,
+            "vedtak.pdf is signed but missing",
+        ),
+        (
+            lambda n, c: [(n, c.replace(b"image/png", b"text/html") if "ASiCManifest" in n else c)],
+            SignatureInvalid,
+            "signed digest does not match",
+        ),
+        (
+            lambda n, c: [] if n.endswith(".p7s") else [(n, c)],
+            SignatureInvalid,
+            "not signed",
+        ),
+        (
+            lambda n, c: [(n, c)] * (2 if n == "vedtak.pdf" else 1),
+            UnsafeArchive,
+            "two entries named 'vedtak.pdf'",
+        ),
+        (
+            lambda n, c: [(n, c)] + ([("VEDTAK.PDF", c)] if n == "vedtak.pdf" else []),
+            UnsafeArchive,
+            "two entries named 'VEDTAK.PDF'",
+        ),
+        (
+            lambda n, c: [(n, c)] + ([("../../etc/cron.d/x", b"x")] if n == "vedtak.pdf" else []),
+            UnsafeArchive,
+            "path traversal",
+        ),
+        (
+            lambda n, c: [(n, c)] + ([("/etc/passwd", b"x")] if n == "vedtak.pdf" else []),
+            UnsafeArchive,
+            "absolute path",
+        ),
+        (
+            lambda n, c: [(n, c)] + ([("..\\evil.bat", b"x")] if n == "vedtak.pdf" else []),
+            UnsafeArchive,
+            "backslash",
+        ),
+        (
+            lambda n, c: [(n, b"application/zip" if n == "mimetype" else c)],
+            UnsafeArchive,
+            "the mimetype is",
+        ),
+    ],
+    ids=[
+        "tampered-file", "added-file", "removed-file", "tampered-manifest", "unsigned",
+        "duplicate", "duplicate-by-case", "traversal", "absolute", "backslash", "mimetype",
+    ],
+)  # fmt: skip
+def test_hostile_and_tampered_containers(
+    pki: ThrowawayPki,
+    change: Callable[[str, bytes], list[tuple[str, bytes]]],
+    error: type[Exception],
+    message: str,
+) -> None:
+    hostile = _rebuild(_container(pki), change)
+    with pytest.raises(error, match=message):
+        read_asic(_chunks(hostile), DiscardSink(), trust=pki.trust)
+
+
+def test_tampered_xades_container(pki: ThrowawayPki) -> None:
+    hostile = _rebuild(
+        _container(pki, SignatureFormat.XADES),
+        lambda n, c: [(n, c[:-1] + b"?" if n == "arkivmelding.xml" else c)],
+    )
+    with pytest.raises(IntegrityError, match=r"arkivmelding\.xml was changed"):
+        read_asic(_chunks(hostile), DiscardSink(), trust=pki.trust)
+
+
+def test_zip_bomb_is_refused_by_its_compression_ratio(pki: ThrowawayPki) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), asic.MIMETYPE, zipfile.ZIP_STORED)
+        with archive.open("zeros.bin", "w") as member:
+            for _ in range(64):
+                member.write(bytes(1 << 20))
+    assert len(buffer.getvalue()) < 200_000
+    with pytest.raises(UnsafeArchive, match="zip bomb"):
+        read_asic(_chunks(buffer.getvalue()), DiscardSink(), trust=pki.trust)
+
+
+def test_size_and_entry_limits(pki: ThrowawayPki) -> None:
+    data = _container(pki)
+    with pytest.raises(UnsafeArchive, match="more than 100000 bytes"):
+        read_asic(
+            _chunks(data), DiscardSink(), trust=pki.trust, limits=Limits(max_total_bytes=100_000)
+        )
+    with pytest.raises(UnsafeArchive, match="more than 3 entries"):
+        read_asic(_chunks(data), DiscardSink(), trust=pki.trust, limits=Limits(max_entries=3))
+
+
+def test_damaged_and_truncated_data(pki: ThrowawayPki) -> None:
+    data = bytearray(_container(pki))
+    position = data.find(PDF[1000:1100])
+    damaged = bytes(data[:position]) + bytes([data[position] ^ 1]) + bytes(data[position + 1 :])
+    with pytest.raises(IntegrityError, match="CRC"):
+        read_asic(_chunks(damaged), DiscardSink(), trust=pki.trust)
+    with pytest.raises(UnsafeArchive, match=r"truncated|not a readable ZIP"):
+        read_asic(_chunks(bytes(data[: len(data) // 2])), DiscardSink(), trust=pki.trust)
+    with pytest.raises(UnsafeArchive):
+        read_asic(_chunks(b"this is not a zip file at all"), DiscardSink(), trust=pki.trust)
+
+
+def test_writer_refuses_unsafe_or_clashing_names(pki: ThrowawayPki) -> None:
+    for name in ("../x.pdf", "META-INF/signatures.xml", "mimetype"):
+        with pytest.raises(Exception, match=r"path traversal|may not be named"):
+            b"".join(write_asic([AsicEntry(name, "application/pdf", [b"x"])], pki[SENDER]))
+    twice = [
+        AsicEntry("a.pdf", "application/pdf", [b"x"]),
+        AsicEntry("A.pdf", "application/pdf", [b"y"]),
+    ]
+    with pytest.raises(Exception, match="two documents"):
+        b"".join(write_asic(twice, pki[SENDER]))
