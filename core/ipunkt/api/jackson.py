@@ -20,31 +20,37 @@ def dumps(value: Any) -> bytes:
 
 
 def _write(value: Any, depth: int, out: list[str]) -> None:
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         if not value:
             out.append("{ }")
             return
         inner = "\n" + "  " * (depth + 1)
-        out.append("{")
-        first = True
+        separator = "{" + inner
         for key, item in value.items():
-            out.append(inner if first else "," + inner)
-            first = False
+            out.append(separator)
+            separator = "," + inner
             out.append(_string(str(key)))
             out.append(" : ")
-            _write(item, depth + 1, out)
+            if type(item) is str:
+                out.append(_string(item))
+            else:
+                _write(item, depth + 1, out)
         out.append("\n" + "  " * depth + "}")
-    elif isinstance(value, list | tuple):
+    elif kind is list or kind is tuple:
         if not value:
             out.append("[ ]")
             return
-        out.append("[ ")
-        for index, item in enumerate(value):
-            if index:
-                out.append(", ")
-            _write(item, depth, out)
+        separator = "[ "
+        for item in value:
+            out.append(separator)
+            separator = ", "
+            if type(item) is str:
+                out.append(_string(item))
+            else:
+                _write(item, depth, out)
         out.append(" ]")
-    elif isinstance(value, str):
+    elif kind is str:
         out.append(_string(value))
     elif value is None:
         out.append("null")
@@ -52,5 +58,9 @@ def _write(value: Any, depth: int, out: list[str]) -> None:
         out.append("true")
     elif value is False:
         out.append("false")
+    elif isinstance(value, dict):
+        _write(dict(value), depth, out)
+    elif isinstance(value, list | tuple):
+        _write(list(value), depth, out)
     else:
         out.append(json.dumps(value))

@@ -173,8 +173,7 @@ def _services(request: web.Request) -> NextMove:
 
 async def create_message(request: web.Request) -> web.Response:
     sbd = await _sbd_body(request)
-    created = await _services(request).outgoing.create(sbd)
-    return answer(created.to_json())
+    return answer(await _services(request).outgoing.create(sbd))
 
 
 async def create_and_send(request: web.Request) -> web.Response:
@@ -216,7 +215,7 @@ async def create_and_send(request: web.Request) -> web.Response:
     except BaseException:
         await services.outgoing.discard(staged)
         raise
-    return answer(created.to_json())
+    return answer(created)
 
 
 async def find_outgoing(request: web.Request) -> web.Response:

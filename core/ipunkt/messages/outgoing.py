@@ -13,8 +13,9 @@ from __future__ import annotations
 import mimetypes
 import uuid
 from collections.abc import AsyncIterable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -96,7 +97,7 @@ class _Checked:
     sbd: StandardBusinessDocument
     route: RouteLike
     new: store.NewMessage
-    staged: list[StagedFile] = field(default_factory=list)
+    wire: dict[str, Any]
 
 
 class OutgoingMessages:
@@ -121,15 +122,18 @@ class OutgoingMessages:
 
     # -- create -------------------------------------------------------------------------------
 
-    async def create(self, sbd: StandardBusinessDocument) -> StandardBusinessDocument:
-        """Route, fill defaults, validate and store a new message (status OPPRETTET)."""
+    async def create(self, sbd: StandardBusinessDocument) -> dict[str, Any]:
+        """Route, fill defaults, validate and store a new message (status OPPRETTET).
+
+        Returns the stored SBD in its wire form.
+        """
         checked = await self._check_new(sbd)
         await self._store(checked)
-        return checked.sbd
+        return checked.wire
 
     async def create_and_send(
         self, sbd: StandardBusinessDocument, staged: Sequence[StagedFile]
-    ) -> StandardBusinessDocument:
+    ) -> dict[str, Any]:
         """The multipart call: create, attach and enqueue in one transaction, or nothing."""
         names = [f.filename for f in staged]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -139,7 +143,7 @@ class OutgoingMessages:
         files = self._check_files(checked.sbd, checked.route.service, staged, [])
         self._check_sendable(checked.sbd, checked.route.service, files, checked.new.expiry)
         await self._store(checked, files=files, queue=True)
-        return checked.sbd
+        return checked.wire
 
     async def _check_new(self, sbd: StandardBusinessDocument) -> _Checked:
         now = self.clock()
@@ -166,9 +170,11 @@ class OutgoingMessages:
         standard = sbd.standard or ""
         if not standard.endswith("::" + kind.type_name):
             raise errors.MessageTypeDoesNotFitDocumentType(kind.type_name, standard)
-        return _Checked(sbd, route, self._new_message(sbd, route))
+        wire = sbd.to_json()
+        return _Checked(sbd, route, self._new_message(sbd, route, wire), wire)
 
-    def _new_message(self, sbd: StandardBusinessDocument, route: RouteLike) -> store.NewMessage:
+    def _new_message(self, sbd: StandardBusinessDocument, route: RouteLike,
+                     wire: dict[str, Any]) -> store.NewMessage:
         service_info = getattr(route.record, "service", None)
         return store.NewMessage(
             direction=store.Direction.OUTGOING,
@@ -182,7 +188,7 @@ class OutgoingMessages:
             receiver=sbd.receiver,
             receiver_identifier=primary(sbd.receiver),
             service=route.service,
-            sbd=sbd.to_text(),
+            sbd=sbd.to_text(wire),
             expiry=sbd.expected_response,
             service_code=getattr(service_info, "service_code", None),
             service_edition_code=getattr(service_info, "service_edition_code", None),

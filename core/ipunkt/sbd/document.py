@@ -102,9 +102,10 @@ class StandardBusinessDocument:
             body = self.body
         return {HEADER_KEY: ordered, self.body_key: body}
 
-    def to_text(self) -> str:
-        """Compact JSON, for storage."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+    def to_text(self, wire: dict[str, Any] | None = None) -> str:
+        """Compact JSON, for storage (of ``wire`` when the caller already has it)."""
+        return json.dumps(wire if wire is not None else self.to_json(), ensure_ascii=False,
+                          separators=(",", ":"))
 
 
 def parse_sbd_text(text: str | bytes) -> StandardBusinessDocument:

@@ -67,11 +67,23 @@ class WireEnum(str, enum.Enum):
     @classmethod
     def _missing_(cls, value: object) -> WireEnum | None:
         if isinstance(value, str):
-            wanted = value.strip().lower()
-            for member in cls:
-                if wanted in (member.value.lower(), member.name.lower()):
-                    return member
+            return _lookup(cls).get(value.strip().lower())  # type: ignore[return-value]
         return None
+
+
+_LOOKUPS: dict[type, dict[str, enum.Enum]] = {}
+
+
+def _lookup(cls: type[enum.Enum]) -> dict[str, enum.Enum]:
+    """Each member by its lowercased value and name (built once per enum)."""
+    table = _LOOKUPS.get(cls)
+    if table is None:
+        table = {}
+        for member in cls:
+            table[member.name.lower()] = member
+            table[str(member.value).lower()] = member
+        _LOOKUPS[cls] = table
+    return table
 
 
 class ScopeType(WireEnum):
@@ -152,7 +164,9 @@ class Header(Node):
 
     def scope(self, kind: ScopeType) -> Scope | None:
         for scope in (self.business_scope.scope or []) if self.business_scope else []:
-            if scope.type is not None and ScopeType._missing_(scope.type) is kind:
+            if scope.type == kind.value or (
+                scope.type is not None and ScopeType._missing_(scope.type) is kind
+            ):
                 return scope
         return None
 

@@ -312,8 +312,10 @@ class MessageStore(abc.ABC):
         queue_at: datetime | None = None,
         extra_statuses: Sequence[StatusChange] = (),
         asic: tuple[str, int] | None = None,
-    ) -> ConversationRecord | None:
+    ) -> int | None:
         """Store a message and its conversation with its first statuses, atomically.
+
+        Returns the conversation's id.
 
         Outgoing: raises :class:`AlreadyExists` when the message id is taken (by a message,
         or by a conversation when ``unique_conversation``). Incoming: a duplicate message id

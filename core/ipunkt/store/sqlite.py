@@ -451,21 +451,19 @@ class SqliteStore(MessageStore):
         queue_at: datetime | None = None,
         extra_statuses: Sequence[StatusChange] = (),
         asic: tuple[str, int] | None = None,
-    ) -> ConversationRecord | None:
-        def op(conn: sqlite3.Connection) -> ConversationRecord | None:
-            taken = conn.execute(
-                "SELECT 1 FROM message WHERE direction = ? AND message_id = ?",
-                (message.direction.value, message.message_id),
+    ) -> int | None:
+        def op(conn: sqlite3.Connection) -> int | None:
+            incoming = message.direction is Direction.INCOMING
+            taken, conversation_taken = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM message WHERE direction = ? AND message_id = ?), "
+                "EXISTS (SELECT 1 FROM conversation WHERE message_id = ? AND (? OR direction = "
+                "'INCOMING'))",
+                (message.direction.value, message.message_id, message.message_id,
+                 int(not incoming)),
             ).fetchone()
-            if message.direction is Direction.INCOMING:
-                if taken or conn.execute(
-                    "SELECT 1 FROM conversation WHERE direction = 'INCOMING' AND message_id = ?",
-                    (message.message_id,),
-                ).fetchone():
-                    return None
-            elif taken or (unique_conversation and conn.execute(
-                "SELECT 1 FROM conversation WHERE message_id = ?", (message.message_id,)
-            ).fetchone()):
+            if incoming and (taken or conversation_taken):
+                return None
+            if not incoming and (taken or (unique_conversation and conversation_taken)):
                 raise AlreadyExists(message.message_id)
             now = _us(created.at)
             cur = conn.execute(
@@ -508,7 +506,7 @@ class SqliteStore(MessageStore):
                 ).lastrowid
             for change in (created, *extra_statuses):
                 _register(conn, conv_id, change)  # type: ignore[arg-type]
-            return _conversation_by_id(conn, conv_id)  # type: ignore[arg-type]
+            return conv_id  # type: ignore[return-value]
 
         return await self._db.write(op)
 
@@ -683,7 +681,7 @@ class SqliteStore(MessageStore):
                 log.warning("no conversation to register a status on", message_id=message_id,
                             status=change.status)
                 return None
-            return _register(conn, row["id"], change)
+            return _status_by_id(conn, _register(conn, row["id"], change))
 
         return await self._db.write(op)
 
@@ -860,7 +858,7 @@ def _delete_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Deleted:
     return Deleted(blobs, _message(row))
 
 
-def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> StatusRecord | None:
+def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> int | None:
     at = _us(change.at)
     cur = conn.execute(
         "INSERT OR IGNORE INTO message_status (conversation, status, description, raw_receipt, "
@@ -878,6 +876,12 @@ def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> S
     )
     if change.queue:
         conn.execute("INSERT INTO status_queue (status) VALUES (?)", (status_id,))
+    return status_id
+
+
+def _status_by_id(conn: sqlite3.Connection, status_id: int | None) -> StatusRecord | None:
+    if status_id is None:
+        return None
     row = conn.execute(
         f"SELECT {_STATUS_COLUMNS} FROM message_status s JOIN conversation c "
         "ON c.id = s.conversation WHERE s.id = ?",

@@ -1,0 +1,86 @@
+"""Peek locks: 20 clients peeking at once never get the same message; locks run out."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import timedelta
+from typing import Any
+
+from conftest import Gateway
+
+from ipunkt.sbd import parse_sbd
+
+SBD: dict[str, Any] = {
+    "standardBusinessDocumentHeader": {
+        "headerVersion": "1.0",
+        "sender": [{"identifier": {"value": "0192:910075918", "authority": "iso6523-actorid-upis"}}],
+        "receiver": [{"identifier": {"value": "0192:910077473",
+                                     "authority": "iso6523-actorid-upis"}}],
+        "documentIdentification": {"standard": "urn:no:difi:arkivmelding:xsd::arkivmelding",
+                                   "typeVersion": "1.0", "instanceIdentifier": "",
+                                   "type": "arkivmelding"},
+        "businessScope": {"scope": [{"type": "ConversationId",
+                                     "instanceIdentifier": "b4567a25-672c-4c2e-9a0f-08c52c54254b",
+                                     "identifier": "urn:no:difi:profile:arkivmelding:"
+                                                   "administrasjon:ver1.0"}]},
+    },
+    "arkivmelding": {"hoveddokument": "a.pdf"},
+}
+
+
+async def store_messages(gw: Gateway, count: int) -> set[str]:
+    ids = set()
+    for number in range(count):
+        sbd = copy.deepcopy(SBD)
+        message_id = f"00000000-0000-4000-8000-{number:012d}"
+        sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+            "instanceIdentifier"] = message_id
+        assert await gw.nextmove.incoming.receive(parse_sbd(sbd), "DPO")
+        ids.add(message_id)
+    return ids
+
+
+async def peek_id(gw: Gateway) -> str | None:
+    response = await gw.client.get("/api/messages/in/peek")
+    if response.status == 204:
+        return None
+    assert response.status == 200
+    body = await response.json()
+    return str(body["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"])
+
+
+async def test_twenty_clients_never_get_the_same_message(gateway: Gateway) -> None:
+    stored = await store_messages(gateway, 30)
+    got = await asyncio.gather(*(peek_id(gateway) for _ in range(20)))
+    assert None not in got
+    assert len(set(got)) == 20
+    more = await asyncio.gather(*(peek_id(gateway) for _ in range(20)))
+    locked = [m for m in more if m is not None]
+    assert len(locked) == 10 and more.count(None) == 10
+    assert set(got) | set(locked) == stored
+
+
+async def test_a_duplicate_incoming_message_is_dropped(gateway: Gateway) -> None:
+    await store_messages(gateway, 1)
+    sbd = copy.deepcopy(SBD)
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] = (
+        "00000000-0000-4000-8000-000000000000")
+    assert not await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO")
+    listed = await (await gateway.client.get("/api/messages/in")).json()
+    assert listed["totalElements"] == 1
+
+
+async def test_a_lock_runs_out_and_delete_then_needs_a_new_peek(gateway: Gateway) -> None:
+    await store_messages(gateway, 1)
+    first = await peek_id(gateway)
+    assert first is not None and await peek_id(gateway) is None
+    gateway.clock.offset = timedelta(minutes=5, seconds=1)
+    response = await gateway.client.delete(f"/api/messages/in/{first}")
+    assert response.status == 400
+    assert (await response.json())["message"] == f"Message with messageId = {first} was not locked"
+    assert await peek_id(gateway) == first
+    response = await gateway.client.delete(f"/api/messages/in/{first}")
+    assert response.status == 200
+    assert await peek_id(gateway) is None
