@@ -105,7 +105,7 @@ PartyIdentifier = OrganisationIdentifier | PersonIdentifier
 def check_organisation_number(value: str) -> str:
     """Check a bare 9-digit organisation number and return it; raise :class:`InvalidIdentifier`."""
     if len(value) != 9 or not value.isascii() or not value.isdigit():
-        raise InvalidIdentifier(value, "an organisation number has exactly 9 digits")
+        raise InvalidIdentifier(value, "an organisation number has exactly 9 digits (0-9)")
     if _mod11(value[:8], _ORG_WEIGHTS) != int(value[8]):
         raise InvalidIdentifier(value, "the organisation number's check digit (mod 11) is wrong")
     return value
@@ -114,7 +114,7 @@ def check_organisation_number(value: str) -> str:
 def parse_organisation(value: str) -> OrganisationIdentifier:
     """Parse ``910075918``, ``0192:910075918`` or ``0192:910075918:<part>[:<source>]``."""
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return OrganisationIdentifier(check_organisation_number(text))
     match = _ISO6523.match(text)
     if match is None:
@@ -150,7 +150,7 @@ def parse_person(value: str, *, allow_synthetic: bool = False) -> PersonIdentifi
     """Check an 11-digit fødselsnummer or D-nummer: both check digits and the birth date."""
     text = value.strip()
     if len(text) != 11 or not text.isascii() or not text.isdigit():
-        raise InvalidIdentifier(value, "a fødselsnummer or D-nummer has exactly 11 digits")
+        raise InvalidIdentifier(value, "a fødselsnummer or D-nummer has exactly 11 digits (0-9)")
     if _mod11(text[:9], _PERSON_WEIGHTS_1) != int(text[9]):
         raise InvalidIdentifier(value, "the first check digit (mod 11) is wrong")
     if _mod11(text[:10], _PERSON_WEIGHTS_2) != int(text[10]):
@@ -179,9 +179,10 @@ def parse_party(value: str, *, allow_synthetic: bool = False) -> PartyIdentifier
     text = value.strip()
     if not text:
         raise InvalidIdentifier(value, "the identifier is empty")
-    if text.isdigit() and len(text) == 11:
+    digits = text.isascii() and text.isdigit()
+    if digits and len(text) == 11:
         return parse_person(text, allow_synthetic=allow_synthetic)
-    if text.isdigit() and len(text) != 9:
+    if digits and len(text) != 9:
         raise InvalidIdentifier(
             value, "expected 9 digits (organisation number) or 11 digits (fødselsnummer)"
         )

@@ -21,13 +21,14 @@ from ipunkt.plugin import (
     hookimpl,
 )
 from ipunkt.plugins import PluginHost, PluginRecord, PluginStatus, load_plugins
+from pydantic import Field
 
 ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 
 
 class DirectoryConfig(LookupSourceConfig):
-    known: list[str] = []
+    known: list[str] = Field(default_factory=list)
     """The organisation numbers this directory knows."""
 
 
@@ -150,7 +151,10 @@ def test_a_raising_hook_fails_only_its_plugin() -> None:
     ("lookup", "message"),
     [
         ({"sources": ["nowhere"]}, "lookup.sources: no lookup source named 'nowhere'"),
-        ({"sources": ["directory"], "directory": {"knwon": []}}, "lookup.directory.knwon: unknown key"),
+        (
+            {"sources": ["directory"], "directory": {"knwon": []}},
+            "lookup.directory.knwon: unknown key",
+        ),
         ({"sources": ["directory"], "elsewhere": {}}, "lookup.elsewhere: unknown key"),
         ({"sources": ["directory"], "directory": "yes"}, "lookup.directory: must be a table"),
     ],

@@ -111,6 +111,13 @@ class Service(_Wire):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    def to_wire(self) -> dict[str, Any]:
+        """As the registry writes it; ``resource`` (newer than its API docs) only when set."""
+        body = self.model_dump(by_alias=True, exclude={"resource"})
+        if self.resource is not None:
+            body["resource"] = self.resource
+        return body
+
 
 class ServiceRecord(_Wire):
     """One way to reach the receiver: a process, its document types, and the channel."""
@@ -164,13 +171,14 @@ class ServiceRecord(_Wire):
         return text + "\n"
 
     def to_wire(self) -> dict[str, Any]:
-        """The record as the Service Registry writes it (DPI fields only on DPI records)."""
+        """The record as the Service Registry writes it: DPI fields only on DPI records, and
+        ``spraak`` (newer than the registry's API docs) only when set."""
         body: dict[str, Any] = {
             "organisationNumber": self.organisation_number,
             "pemCertificate": self.pem_certificate,
             "process": self.process,
             "documentTypes": list(self.document_types),
-            "service": self.service.model_dump(by_alias=True),
+            "service": self.service.to_wire(),
         }
         if self.service_identifier == "DPI":
             body.update(
@@ -182,8 +190,9 @@ class ServiceRecord(_Wire):
                 fysiskPost=self.fysisk_post,
                 postAddress=self.post_address.to_wire() if self.post_address else None,
                 returnAddress=self.return_address.to_wire() if self.return_address else None,
-                spraak=self.spraak,
             )
+            if self.spraak is not None:
+                body["spraak"] = self.spraak
         if self.her_id is not None:
             body["herId"] = self.her_id
         body.update(self.model_extra or {})

@@ -230,7 +230,7 @@ def _info(receiver: RegistryReceiver) -> InfoRecord:
     )
 
 
-def _certificate(table: RegistryRecord, path: Path, key: str) -> str:
+def _certificate(table: RegistryRecord, path: Path, key: str) -> str | None:
     if table.certificate is not None:
         file = path.parent / table.certificate  # an absolute path stays as it is
         try:
@@ -240,7 +240,7 @@ def _certificate(table: RegistryRecord, path: Path, key: str) -> str:
     elif table.certificate_pem is not None:
         pem = table.certificate_pem
     else:
-        return ""
+        return None
     try:
         x509.load_pem_x509_certificate(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:

@@ -215,12 +215,16 @@ class ServiceRegistryClient(LookupSource):
             raise LookupUnavailable("the Service Registry client is stopped")
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as response:
-                body = await response.content.read(MAX_ANSWER + 1)
-                if len(body) > MAX_ANSWER:
-                    raise LookupUnavailable(
-                        f"Service Registry answer from {url} exceeds {MAX_ANSWER} bytes"
-                    )
-                return response.status, response.headers, body
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_ANSWER:
+                        raise LookupUnavailable(
+                            f"Service Registry answer from {url} exceeds {MAX_ANSWER} bytes"
+                        )
+                    chunks.append(chunk)
+                return response.status, response.headers, b"".join(chunks)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             raise LookupUnavailable(f"Service Registry unreachable at {url}: {reason}") from exc

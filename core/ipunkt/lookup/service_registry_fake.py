@@ -56,6 +56,10 @@ class FakeServiceRegistry:
         self.registry = registry
         self.require_token = require_token
         self.requests: list[SeenRequest] = []
+        self.rotate_key(key_id)
+
+    def rotate_key(self, key_id: str) -> None:
+        """Sign with a new key from now on; ``/jwk`` publishes only the new one."""
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.certificate = _self_signed(private_key, "Fake Service Registry")
         der = self.certificate.public_bytes(serialization.Encoding.DER)
