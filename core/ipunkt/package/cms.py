@@ -384,7 +384,7 @@ class Recipient:
 
     def describe(self) -> str:
         if self.issuer is not None:
-            issuer = asn1_x509.Name.load(self.issuer).human_friendly
+            issuer = _rfc4514(asn1_x509.Name.load(self.issuer))
             return f"serial {self.serial_number:x} issued by {issuer} ({self.key_transport})"
         if self.subject_key_identifier is not None:
             return f"key id {self.subject_key_identifier.hex()} ({self.key_transport})"
@@ -406,6 +406,27 @@ class Recipient:
                 return False
             return ski.value.digest == self.subject_key_identifier
         return False
+
+
+SHORT_NAMES = {
+    "common_name": "CN",
+    "organization_name": "O",
+    "organizational_unit_name": "OU",
+    "country_name": "C",
+    "locality_name": "L",
+    "serial_number": "serialNumber",
+    "organization_identifier": "organizationIdentifier",
+}
+
+
+def _rfc4514(name: asn1_x509.Name) -> str:
+    """A name as cryptography's ``rfc4514_string`` writes it (most specific first)."""
+    parts = []
+    for rdn in reversed(list(name.chosen)):
+        for pair in rdn:
+            label = pair["type"].native
+            parts.append(f"{SHORT_NAMES.get(label, pair['type'].dotted)}={pair['value'].native}")
+    return ",".join(parts)
 
 
 def _recipients(raw: bytes) -> list[Recipient]:
