@@ -19,8 +19,10 @@ def main() -> None:
 
 
 # Each command joins the group above; a helper adding one adds an import and a line.
+from ipunkt.cli.certs import certs_group
 from ipunkt.cli.init import init
 from ipunkt.cli.lookup import lookup_command
+from ipunkt.cli.package import package_group
 from ipunkt.cli.plugins import plugins_command
 from ipunkt.cli.serve import serve
 
@@ -28,3 +30,5 @@ main.add_command(init)
 main.add_command(serve)
 main.add_command(plugins_command)
 main.add_command(lookup_command)
+main.add_command(package_group)
+main.add_command(certs_group)
