@@ -1,14 +1,14 @@
-"""eFormidling DPI (digital post to citizens): a channel plugin for ipunkt."""
+"""eFormidling DPI (digital post to citizens, and print): a channel plugin for ipunkt."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt_dpi.channel import DPIChannel
+from ipunkt_dpi.config import MIB, DPIConfig
 
-from ipunkt_dpi.config import DPIConfig
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 SERVICE = "DPI"
 
@@ -20,7 +20,8 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             service=SERVICE,
             name="DPI: digital post to citizens, and print",
             message_types=frozenset({"digital", "print"}),
-            max_size=50 * 1024 * 1024,
+            max_size=50 * MIB,
             config_schema=DPIConfig,
+            factory=DPIChannel,
         )
     )

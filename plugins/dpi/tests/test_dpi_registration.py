@@ -11,6 +11,6 @@ def test_core_loads_the_dpi_channel() -> None:
     assert record.status is PluginStatus.OK, record.error
     assert record.services == ["DPI"]
     info = host.channels["DPI"]
-    assert info.message_types == {'digital', 'print'}
+    assert info.message_types == {"digital", "print"}
     assert info.max_size == 50 * 1024 * 1024
-    assert not info.has_transport
+    assert info.has_transport
