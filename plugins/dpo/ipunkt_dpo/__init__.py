@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
 
-from ipunkt_dpo.config import DPOConfig
+from ipunkt_dpo.channel import DPOChannel
+from ipunkt_dpo.config import GIB, DPOConfig
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 SERVICE = "DPO"
 
@@ -22,7 +23,8 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             message_types=frozenset(
                 {"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"}
             ),
-            max_size=1024 * 1024 * 1024,
+            max_size=GIB,
             config_schema=DPOConfig,
+            factory=DPOChannel,
         )
     )

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from ipunkt.plugin import ChannelConfig
 from pydantic import Field
+
+GIB = 1024 * 1024 * 1024
+OrganisationNumber = Annotated[str, Field(pattern=r"^\d{9}$")]
 
 
 class DPOConfig(ChannelConfig):
     broker_url: str = "https://platform.tt02.altinn.no/broker/api/v1"
-    """Base URL of the Altinn 3 broker API."""
+    """Base URL of the Altinn 3 broker API (production: https://platform.altinn.no/broker/api/v1)."""
     resource: str = "eformidling-dpo-meldingsutveksling"
     """The Altinn resource that DPO file transfers use."""
     message_channel: str | None = Field(None, max_length=25, pattern=r"^[A-Za-z0-9_-]+$")
     """Lets several integration points share one organisation: each takes only its channel."""
-    reportees: tuple[str, ...] = ()
-    """Organisations (9 digits) this integration point sends and receives on behalf of."""
+    reportees: tuple[OrganisationNumber, ...] = ()
+    """Organisations (9 digits) this integration point sends and receives on behalf of; each
+    needs its own Altinn system user."""
     poll_interval: float = Field(15.0, gt=0)
     """Seconds between polls of the broker for incoming files."""
+    upload_size_limit: int = Field(GIB, gt=0)
+    """The largest total size of one message's files, in bytes (the original's 1 GB)."""
+    connect_timeout: float = Field(3.0, gt=0)
+    """Seconds to wait for a connection to the broker."""
+    request_timeout: float = Field(30.0, gt=0)
+    """Seconds the broker may stay silent during a request before it counts as failed."""

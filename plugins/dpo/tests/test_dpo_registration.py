@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ipunkt.plugins import PluginStatus, load_plugins
 
+from ipunkt_dpo.channel import DPOChannel
+
 
 def test_core_loads_the_dpo_channel() -> None:
     host = load_plugins()
@@ -11,6 +13,7 @@ def test_core_loads_the_dpo_channel() -> None:
     assert record.status is PluginStatus.OK, record.error
     assert record.services == ["DPO"]
     info = host.channels["DPO"]
-    assert info.message_types == {'arkivmelding', 'arkivmelding_kvittering', 'avtalt', 'status'}
+    assert info.message_types == {"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"}
     assert info.max_size == 1024 * 1024 * 1024
-    assert not info.has_transport
+    assert info.has_transport
+    assert info.factory is DPOChannel

@@ -1,0 +1,278 @@
+"""The file DPO puts on the broker, ``sbd.zip``: written and read as streams.
+
+``sbd.zip`` holds ``sbd.json`` (the SBD) and, when the message has documents, ``asic.zip``: the
+signed ASiC-E, CMS-encrypted to the receiver. Status messages and receipts have only
+``sbd.json``. Older senders wrote the SBD as ``content.xml``; the reader takes that too.
+
+Writing: the sealing toolkit and :mod:`zipfile` are blocking, so they run in a worker thread
+that writes the ZIP into a pipe; the event loop reads the pipe a bounded number of chunks
+behind, so the upload streams while the package is sealed. ``asic.zip`` is encrypted and so
+incompressible: it is deflated at level 0 (stored blocks), which costs nothing and which every
+ZIP reader takes, unlike stored entries with a data descriptor.
+
+Reading: :class:`IncomingFile` unzips the download as it arrives. When ``sbd.json`` comes first
+(as the integrasjonspunkt writes it) the ``asic.zip`` entry is handed on as a stream while the
+download goes on; when it comes first it is spooled to a temporary file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import threading
+import zipfile
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import structlog
+from stream_unzip import UnzipError, async_stream_unzip
+
+from ipunkt_dpo.legacy_sbd import LegacySbdError, parse_content_xml
+
+log = structlog.get_logger(__name__)
+
+SBD_JSON = "sbd.json"
+CONTENT_XML = "content.xml"
+ASIC_ZIP = "asic.zip"
+FILE_NAME = "sbd.zip"
+PIPE_CHUNK = 1 << 20
+"""Bytes the worker gathers before handing them to the event loop."""
+PIPE_DEPTH = 4
+"""Chunks the pipe holds before the worker waits for the upload to catch up."""
+MAX_SBD_BYTES = 16 << 20
+ZIP64_FROM = zipfile.ZIP64_LIMIT - (64 << 20)
+"""Documents larger than this (with the package's overhead) need ZIP64 entries."""
+
+SealInto = Callable[[BinaryIO], None]
+"""Writes the sealed package (the CMS) into the given writable; runs in the worker thread."""
+
+
+class BrokenFile(ValueError):
+    """A downloaded file that is not a usable ``sbd.zip``; ``str()`` says why."""
+
+
+class _Abandoned(Exception):
+    """The reader of the pipe went away (the upload failed); the worker stops."""
+
+
+class _Pipe:
+    """The writable end, used in the worker thread; chunks go to the event loop's queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._buffer = bytearray()
+        self.abandoned = threading.Event()
+        self.size = 0
+
+    def _put(self, item: object) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        while True:
+            try:
+                future.result(timeout=0.2)
+                return
+            except FutureTimeout:
+                if self.abandoned.is_set():
+                    future.cancel()
+                    raise _Abandoned from None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.abandoned.is_set():
+            raise _Abandoned
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= PIPE_CHUNK:
+            self._put(bytes(self._buffer))
+            self._buffer.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        """zipfile flushes; the pipe hands chunks on by size and at :meth:`finish`."""
+
+    def finish(self, error: BaseException | None) -> None:
+        if error is None and self._buffer:
+            self._put(bytes(self._buffer))
+        self._buffer.clear()
+        self._put(error if error is not None else _END)
+
+
+_END = object()
+
+
+def _write_zip(pipe: _Pipe, sbd_json: bytes, seal_into: SealInto | None, zip64: bool) -> None:
+    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=0) as archive:  # type: ignore[arg-type]
+        archive.writestr(SBD_JSON, sbd_json, compresslevel=6)
+        if seal_into is not None:
+            with archive.open(ASIC_ZIP, "w", force_zip64=zip64) as member:
+                seal_into(member)  # type: ignore[arg-type]
+
+
+async def write_broker_file(
+    sbd: Mapping[str, Any], seal_into: SealInto | None, *, documents_size: int = 0
+) -> AsyncIterator[bytes]:
+    """``sbd.zip`` for ``sbd`` (and the package ``seal_into`` writes), chunk by chunk.
+
+    Stopping early (the upload failed) stops the worker; an error in the worker (a document
+    that cannot be read, a certificate the sealing toolkit refuses) is raised here.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=PIPE_DEPTH)
+    pipe = _Pipe(loop, queue)
+    sbd_json = json.dumps(sbd, ensure_ascii=False).encode()
+
+    def work() -> None:
+        try:
+            _write_zip(pipe, sbd_json, seal_into, documents_size > ZIP64_FROM)
+        except _Abandoned:
+            return
+        except BaseException as error:  # handed to the reader, which raises it
+            try:
+                pipe.finish(error)
+            except _Abandoned:
+                return
+            return
+        try:
+            pipe.finish(None)
+        except _Abandoned:
+            return
+
+    worker = threading.Thread(target=work, name="ipunkt-dpo-sbd-zip", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        pipe.abandoned.set()
+        while not queue.empty():
+            queue.get_nowait()
+        await asyncio.to_thread(worker.join)
+    log.debug("sbd.zip written", bytes=pipe.size)
+
+
+async def _read_small(chunks: AsyncIterator[bytes], name: str) -> bytes:
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > MAX_SBD_BYTES:
+            raise BrokenFile(f"{name} is larger than {MAX_SBD_BYTES} bytes")
+    return bytes(data)
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    async for _ in chunks:
+        pass
+
+
+def _parse_sbd(name: str, data: bytes) -> dict[str, Any]:
+    if name == CONTENT_XML:
+        try:
+            return parse_content_xml(data)
+        except LegacySbdError as exc:
+            raise BrokenFile(f"content.xml: {exc}") from exc
+    try:
+        sbd = json.loads(data)
+    except ValueError as exc:
+        raise BrokenFile(f"sbd.json is not JSON: {exc}") from exc
+    if not isinstance(sbd, dict):
+        raise BrokenFile("sbd.json is not a JSON object")
+    return sbd
+
+
+class IncomingFile:
+    """A downloaded ``sbd.zip``, unzipped as it streams in.
+
+    ``async with IncomingFile(chunks) as incoming``: :meth:`open` returns the SBD and the
+    package stream (or None); the package must be read before :meth:`finish`, which reads the
+    rest of the ZIP. Anything wrong with the ZIP itself is :class:`BrokenFile`; errors of the
+    download (the channel's transient errors) pass through unchanged.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], *, spool_dir: Path | None = None) -> None:
+        self._members = async_stream_unzip(chunks, chunk_size=PIPE_CHUNK).__aiter__()
+        self._spool_dir = spool_dir
+        self._spool: BinaryIO | None = None
+        self._pending: AsyncIterator[bytes] | None = None
+
+    async def __aenter__(self) -> IncomingFile:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        closing = getattr(self._members, "aclose", None)
+        if closing is not None:
+            with contextlib.suppress(UnzipError, RuntimeError):
+                await closing()
+
+    async def _next(self) -> tuple[str, AsyncIterator[bytes]] | None:
+        try:
+            name, _, chunks = await self._members.__anext__()
+        except StopAsyncIteration:
+            return None
+        except UnzipError as exc:
+            raise BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
+        return name.decode("utf-8", "replace"), self._guard(chunks)
+
+    @staticmethod
+    async def _guard(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except UnzipError as exc:
+            raise BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> tuple[dict[str, Any], AsyncIterator[bytes] | None]:
+        sbd: dict[str, Any] | None = None
+        while (member := await self._next()) is not None:
+            name, chunks = member
+            if name in (SBD_JSON, CONTENT_XML):
+                if sbd is not None:
+                    raise BrokenFile(f"the file holds more than one SBD ({name} again)")
+                sbd = _parse_sbd(name, await _read_small(chunks, name))
+            elif name == ASIC_ZIP:
+                if self._spool is not None or self._pending is not None:
+                    raise BrokenFile("the file holds more than one asic.zip")
+                if sbd is not None:
+                    self._pending = chunks
+                    return sbd, chunks
+                # Closed (and so deleted) by aclose().
+                self._spool = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115
+                async for chunk in chunks:
+                    await asyncio.to_thread(self._spool.write, chunk)
+            else:
+                log.info("skipping an unknown entry of sbd.zip", entry=name)
+                await _drain(chunks)
+        if sbd is None:
+            raise BrokenFile("the file holds neither sbd.json nor content.xml")
+        return sbd, (self._spooled() if self._spool is not None else None)
+
+    async def _spooled(self) -> AsyncIterator[bytes]:
+        spool = self._spool
+        assert spool is not None
+        await asyncio.to_thread(spool.seek, 0)
+        while chunk := await asyncio.to_thread(spool.read, PIPE_CHUNK):
+            yield chunk
+
+    async def finish(self) -> None:
+        """Read what is left of the ZIP, so that a damaged end is noticed."""
+        if self._pending is not None:
+            await _drain(self._pending)
+            self._pending = None
+        while (member := await self._next()) is not None:
+            name, chunks = member
+            if name in (SBD_JSON, CONTENT_XML, ASIC_ZIP):
+                raise BrokenFile(f"the file holds {name} twice")
+            await _drain(chunks)

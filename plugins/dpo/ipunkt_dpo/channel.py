@@ -1,0 +1,470 @@
+"""The DPO channel: SBDs to and from the Altinn 3 broker, as the integrasjonspunkt does it.
+
+Sending: the SBD's sender picks the Altinn system user (our own, or a reportee's; a part
+identifier ``0192:<own>:<other>`` sends as ``<other>``); ``POST /filetransfer`` with the
+original's initialize body; then ``sbd.zip`` streamed to ``/upload`` while its package is
+sealed. The transfer's ``sendersFileTransferReference`` is derived from the message, so a send
+repeated after a crash or an unanswered request first looks for the transfer its earlier
+attempt made: one already uploaded counts as sent, one still open gets the upload, and only
+otherwise is a new transfer made.
+
+Receiving: for our organisation and each reportee, list the Published transfers whose
+recipient status is still Initialized, keep those of our message channel, oldest first; for
+each, stream the download into the core's sink (which stores it durably) and only then confirm
+the download. A file that is not a usable ``sbd.zip`` is confirmed and discarded, with the
+reason in the log. A stored message is answered with a ``status`` MOTTATT, and
+:meth:`DPOChannel.delivered_to_client` answers LEVERT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import aiohttp
+from ipunkt.plugin import (
+    Attachment,
+    Channel,
+    ChannelContext,
+    ChannelError,
+    ChannelHealth,
+    ConfigurationError,
+    IncomingMessage,
+    IncomingSink,
+    OutgoingMessage,
+    PermanentError,
+    ReceiptStatus,
+    SendResult,
+    TransientError,
+)
+
+from ipunkt_dpo import message_channel, sbd_header, status_messages
+from ipunkt_dpo.broker_file import FILE_NAME, BrokenFile, IncomingFile, write_broker_file
+from ipunkt_dpo.client import BrokerClient, FileTransferInitialize, Scope
+from ipunkt_dpo.config import DPOConfig
+from ipunkt_dpo.sbd_header import Party, UnusableSbd
+from ipunkt_dpo.sealing import main_document, receiver_certificate, sealer
+
+DONE_STATUSES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded"})
+"""An earlier transfer in one of these has its file: the message was sent."""
+OPEN_STATUSES = frozenset({"Initialized", "UploadStarted"})
+"""An earlier transfer in one of these still takes an upload."""
+CREATION_SKEW = timedelta(minutes=15)
+"""How much earlier than the SBD's creation time a resend looks for its transfer."""
+SEARCH_PAGES = 10
+"""Pages of 100 transfers a resend looks through before it gives up and sends anew."""
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    transfer_id: str
+    sent: bool
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def _creation_time(sbd: Mapping[str, Any]) -> datetime | None:
+    identification = sbd_header.header(sbd).get("documentIdentification")
+    if not isinstance(identification, Mapping):
+        return None
+    return _parse_time(identification.get("creationDateAndTime"))
+
+
+class DPOChannel(Channel):
+    """The ``DPO`` channel over the Altinn 3 broker."""
+
+    incoming_poll_interval: ClassVar[float | None] = 15.0
+
+    def __init__(self, context: ChannelContext) -> None:
+        super().__init__(context)
+        if not isinstance(context.config, DPOConfig):
+            raise ConfigurationError("the DPO channel needs its DPOConfig section")
+        self.config: DPOConfig = context.config
+        # The configured interval; the core reads it from the channel it created.
+        self.incoming_poll_interval = self.config.poll_interval  # type: ignore[misc]
+        self.log = context.log.bind(channel="DPO")
+        self._session: aiohttp.ClientSession | None = None
+        self._client: BrokerClient | None = None
+        self._started: dict[str, str] = {}
+        """reference -> transfer id, for sends whose transfer exists but whose upload failed."""
+        self._uncertain: set[str] = set()
+        """References whose initialize went unanswered: the transfer may exist."""
+        self._replies: list[dict[str, Any]] = []
+        """Status replies that could not be sent yet; tried again at the next poll."""
+        self._last_error: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def organisations(self) -> list[str]:
+        """Whose files this integration point sends and receives: its own and its reportees'."""
+        return [self.context.organisation, *self.config.reportees]
+
+    async def start(self) -> None:
+        tokens = self.context.tokens
+        if tokens is None:
+            raise ConfigurationError(
+                "DPO needs Maskinporten and the Altinn token exchange: configure [maskinporten]"
+            )
+        if self.context.key is None:
+            raise ConfigurationError("DPO needs the organisation's key to sign its packages")
+        if (
+            self.config.reportees
+            and "organisation" not in inspect.signature(tokens.token).parameters
+        ):
+            raise ConfigurationError(
+                "DPO reportees need a token provider that acts for other organisations "
+                "(TokenProvider.token(..., organisation=...))"
+            )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.config.connect_timeout,
+            sock_connect=self.config.connect_timeout,
+            sock_read=self.config.request_timeout,
+        )
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._client = BrokerClient(self.config.broker_url, self._session, self._token)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._client = None
+
+    async def health(self) -> ChannelHealth:
+        if self._client is None:
+            return ChannelHealth(ok=False, detail="not started")
+        if self._last_error is not None:
+            return ChannelHealth(ok=False, detail=f"last broker call failed: {self._last_error}")
+        return ChannelHealth(ok=True, detail=self.config.broker_url)
+
+    @property
+    def client(self) -> BrokerClient:
+        if self._client is None:
+            raise ConfigurationError("the DPO channel is used before start()")
+        return self._client
+
+    async def _token(self, organisation: str, scope: Scope) -> str:
+        tokens = self.context.tokens
+        assert tokens is not None
+        try:
+            if organisation == self.context.organisation:
+                return await tokens.token([scope.value], altinn=True)
+            return await tokens.token(  # type: ignore[call-arg]
+                [scope.value], altinn=True, organisation=organisation
+            )
+        except ChannelError:
+            raise
+        except Exception as exc:  # the provider's own errors; it may say whether to retry
+            reason = f"no Altinn token for {organisation} ({scope.value}): {exc}"
+            if getattr(exc, "transient", True):
+                raise TransientError(reason) from exc
+            raise PermanentError(reason) from exc
+
+    def _system_user(self, party: Party) -> str:
+        organisation = party.organisation
+        if organisation not in self.organisations:
+            raise PermanentError(
+                f"the sender {party.broker_id} is neither this organisation "
+                f"({self.context.organisation}) nor one of its reportees"
+            )
+        return organisation
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        transfer_id = await self._send_sbd(
+            message.sbd,
+            message.attachments,
+            service_record=message.service_record,
+            attempt=getattr(message, "attempt", 1),
+        )
+        return SendResult(statuses=(ReceiptStatus.SENDT,), external_reference=transfer_id)
+
+    async def _send_sbd(
+        self,
+        original: Mapping[str, Any],
+        attachments: Sequence[Attachment],
+        *,
+        service_record: Mapping[str, Any] | None,
+        attempt: int,
+    ) -> str:
+        sbd = copy.deepcopy(dict(original))
+        sender_text, receiver_text = sbd_header.sender(sbd), sbd_header.receiver(sbd)
+        if not sender_text or not receiver_text:
+            raise PermanentError("the SBD names no sender or no receiver")
+        try:
+            sender, receiver = Party.parse(sender_text).acting, Party.parse(receiver_text).acting
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
+        if sender.broker_id != sender_text:
+            # As the original: a part identifier is sent as the part itself.
+            sbd["standardBusinessDocumentHeader"]["sender"][0]["identifier"]["value"] = (
+                sender.broker_id
+            )
+        organisation = self._system_user(sender)
+        documents_size = sum(a.size for a in attachments)
+        if documents_size > self.config.upload_size_limit:
+            raise PermanentError(
+                f"the message's files are {documents_size} bytes; DPO takes at most "
+                f"{self.config.upload_size_limit}"
+            )
+        reference = message_channel.senders_reference(sbd, self.config.message_channel)
+        log = self.log.bind(
+            message_id=sbd_header.message_id(sbd),
+            conversation_id=sbd_header.conversation_id(sbd),
+            reference=reference.value,
+            sender=sender.broker_id,
+            receiver=receiver.broker_id,
+        )
+        seal_into = None
+        if attachments:
+            key = self.context.key
+            if key is None:
+                raise ConfigurationError("DPO needs the organisation's key to sign its packages")
+            named = sbd.get(sbd_header.document_type(sbd) or "", {})
+            seal_into = sealer(
+                attachments,
+                key=key,
+                recipient=receiver_certificate(service_record),
+                sender=sender.broker_id,
+                receiver=receiver.broker_id,
+                main=main_document(
+                    attachments, named.get("hoveddokument") if isinstance(named, Mapping) else None
+                ),
+                loop=asyncio.get_running_loop(),
+            )
+        try:
+            earlier = None
+            if reference.unique:
+                earlier = await self._earlier_transfer(
+                    organisation, sender, reference.value, sbd, look=attempt > 1
+                )
+            if earlier is not None and earlier.sent:
+                log.info("dpo: an earlier attempt already sent this", transfer=earlier.transfer_id)
+                self._forget(reference.value)
+                return earlier.transfer_id
+            if earlier is not None:
+                transfer_id = earlier.transfer_id
+                log.info(
+                    "dpo: uploading to the transfer of an earlier attempt", transfer=transfer_id
+                )
+            else:
+                transfer_id = await self._initialize(organisation, sender, receiver, reference)
+            self._started[reference.value] = transfer_id
+            chunks = write_broker_file(sbd, seal_into, documents_size=documents_size)
+            await self.client.upload(organisation, transfer_id, chunks)
+        except ChannelError as exc:
+            self._last_error = str(exc)
+            log.warning("dpo: send failed", error=str(exc), kind=type(exc).__name__)
+            raise
+        self._forget(reference.value)
+        self._last_error = None
+        log.info("dpo: sent", transfer=transfer_id, documents=len(attachments))
+        return transfer_id
+
+    async def _initialize(
+        self,
+        organisation: str,
+        sender: Party,
+        receiver: Party,
+        reference: message_channel.Reference,
+    ) -> str:
+        request = FileTransferInitialize(
+            file_name=FILE_NAME,
+            resource_id=self.config.resource,
+            sender=sender.broker_id,
+            recipients=[receiver.broker_id],
+            senders_file_transfer_reference=reference.value,
+        )
+        try:
+            return await self.client.initialize(organisation, request)
+        except TransientError:
+            if reference.unique:
+                self._uncertain.add(reference.value)
+            raise
+
+    def _forget(self, reference: str) -> None:
+        self._started.pop(reference, None)
+        self._uncertain.discard(reference)
+
+    async def _earlier_transfer(
+        self,
+        organisation: str,
+        sender: Party,
+        reference: str,
+        sbd: Mapping[str, Any],
+        *,
+        look: bool,
+    ) -> _Earlier | None:
+        """The transfer an earlier attempt at this send made, if any and still of use."""
+        known = self._started.get(reference)
+        if known is not None:
+            overview = await self.client.overview(organisation, Scope.WRITE, known)
+            return self._usable([overview])
+        if not (look or reference in self._uncertain):
+            return None
+        created = _creation_time(sbd)
+        since = created - CREATION_SKEW if created else None
+        until: datetime | None = None
+        matches: list[dict[str, Any]] = []
+        for _ in range(SEARCH_PAGES):
+            ids = await self.client.list_transfers(
+                organisation, Scope.WRITE, resource=self.config.resource, since=since, until=until
+            )
+            overviews = [await self.client.overview(organisation, Scope.WRITE, i) for i in ids]
+            matches += [
+                o
+                for o in overviews
+                if o.get("sendersFileTransferReference") == reference
+                and o.get("sender") == sender.broker_id
+            ]
+            if len(ids) < 100:
+                break
+            times = [t for t in (_parse_time(o.get("created")) for o in overviews) if t]
+            if not times:
+                break
+            until = min(times)
+        else:
+            self.log.warning("dpo: gave up looking for an earlier transfer", reference=reference)
+        return self._usable(matches)
+
+    @staticmethod
+    def _usable(overviews: list[dict[str, Any]]) -> _Earlier | None:
+        for overview in overviews:
+            if overview.get("fileTransferStatus") in DONE_STATUSES:
+                return _Earlier(str(overview["fileTransferId"]), sent=True)
+        for overview in overviews:
+            if overview.get("fileTransferStatus") in OPEN_STATUSES:
+                return _Earlier(str(overview["fileTransferId"]), sent=False)
+        return None
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def poll_incoming(self, sink: IncomingSink) -> None:
+        await self._send_pending_replies()
+        failures: list[str] = []
+        for organisation in self.organisations:
+            try:
+                await self._poll_for(organisation, sink, failures)
+            except ChannelError as exc:
+                failures.append(f"{organisation}: {exc}")
+                self.log.warning("dpo: polling failed", organisation=organisation, error=str(exc))
+        self._last_error = failures[0] if failures else None
+        if failures:
+            raise TransientError(
+                f"{len(failures)} problem(s) polling the broker; first: {failures[0]}"
+            )
+
+    async def _poll_for(self, organisation: str, sink: IncomingSink, failures: list[str]) -> None:
+        ids = await self.client.list_transfers(
+            organisation,
+            Scope.READ,
+            resource=self.config.resource,
+            status="Published",
+            recipient_status="Initialized",
+        )
+        overviews = []
+        for transfer_id in ids:
+            try:
+                overviews.append(await self.client.overview(organisation, Scope.READ, transfer_id))
+            except ChannelError as exc:
+                failures.append(f"{transfer_id}: {exc}")
+        ours = [
+            o
+            for o in overviews
+            if message_channel.accepts(
+                o.get("sendersFileTransferReference"), self.config.message_channel
+            )
+        ]
+        ours.sort(key=lambda o: str(o.get("created") or ""))
+        for overview in ours:
+            transfer_id = str(overview.get("fileTransferId"))
+            try:
+                await self._take(organisation, transfer_id, sink)
+            except ChannelError as exc:
+                failures.append(f"{transfer_id}: {exc}")
+                self.log.warning(
+                    "dpo: could not take a file", file_transfer_id=transfer_id, error=str(exc)
+                )
+
+    async def _take(self, organisation: str, transfer_id: str, sink: IncomingSink) -> None:
+        log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)
+        stored: dict[str, Any] | None = None
+        new = False
+        async with (
+            self.client.download(organisation, transfer_id) as chunks,
+            IncomingFile(chunks) as incoming,
+        ):
+            try:
+                sbd, payload = await incoming.open()
+                sbd_header.check_incoming(sbd)
+                log = log.bind(
+                    message_id=sbd_header.message_id(sbd),
+                    conversation_id=sbd_header.conversation_id(sbd),
+                    document_type=sbd_header.document_type(sbd),
+                )
+                new = await sink.receive(IncomingMessage(sbd=sbd, payload=payload))
+                stored = sbd
+            except (BrokenFile, UnusableSbd) as exc:
+                log.warning("dpo: discarding a broken file", reason=str(exc))
+            if stored is not None:
+                try:
+                    await incoming.finish()
+                except BrokenFile as exc:
+                    log.warning("dpo: the stored file has a damaged end", reason=str(exc))
+        await self.client.confirm_download(organisation, transfer_id)
+        log.info("dpo: file taken", stored=stored is not None, new=new)
+        if stored is not None and new and sbd_header.document_type(stored) != "status":
+            await self._reply(stored, ReceiptStatus.MOTTATT, queue_on_failure=True)
+
+    # -- status replies -----------------------------------------------------------------------
+
+    async def delivered_to_client(self, message: Mapping[str, Any]) -> None:
+        if sbd_header.document_type(message) == status_messages.STATUS_TYPE:
+            return
+        await self._reply(message, ReceiptStatus.LEVERT, queue_on_failure=False)
+
+    async def _reply(
+        self, original: Mapping[str, Any], status: ReceiptStatus, *, queue_on_failure: bool
+    ) -> None:
+        reply = status_messages.status_reply(original, status)
+        try:
+            await self._send_sbd(reply, (), service_record=None, attempt=1)
+        except ChannelError as exc:
+            if not queue_on_failure:
+                raise
+            self.log.warning(
+                "dpo: status reply failed; trying again at the next poll",
+                message_id=sbd_header.message_id(original),
+                status=status.value,
+                error=str(exc),
+            )
+            self._replies.append(reply)
+
+    async def _send_pending_replies(self) -> None:
+        pending, self._replies = self._replies, []
+        for reply in pending:
+            try:
+                await self._send_sbd(reply, (), service_record=None, attempt=1)
+            except TransientError:
+                self._replies.append(reply)
+            except ChannelError as exc:
+                self.log.warning(
+                    "dpo: dropping a status reply the broker refuses",
+                    message_id=sbd_header.message_id(reply),
+                    error=str(exc),
+                )
