@@ -339,7 +339,7 @@ CITIZEN_NOT_FOUND = '{"message": "No service record found for citizen: 010170123
         (401, "", {}, LookupUnavailable, "refused our credentials (401)"),
         (403, "", {}, LookupUnavailable, "refused our credentials (403)"),
         (404, CITIZEN_NOT_FOUND, {}, LookupNotFound, "No service record found for citizen"),
-        (400, registry_error("security level not found"), {}, LookupRejected, "security level not found"),
+        (400, registry_error("security level not found"), {}, LookupRejected, "security level"),
         (200, "<html>proxy login</html>", {}, LookupUnavailable, "is not a registry record"),
         (200, '{"serviceRecords": [{"process": "x"}]}', {}, LookupUnavailable, "not a registry"),
         (200, "x" * (1024 * 1024 + 10), {}, LookupUnavailable, "exceeds"),
