@@ -218,6 +218,43 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class NewSubscription:
+    """A webhook subscription as the API creates it."""
+
+    name: str
+    push_endpoint: str
+    resource: str
+    event: str
+    filter: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    id: int
+    name: str
+    push_endpoint: str
+    resource: str
+    event: str
+    filter: str | None
+    failures: int
+    """Deliveries that failed in a row since the last one that succeeded."""
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """A status event to push to one subscription, leased by the dispatcher."""
+
+    id: int
+    subscription: SubscriptionRecord
+    status: StatusRecord
+    direction: Direction
+    service: str
+    created: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
 class OutboxClaim:
     """A due message a delivery worker has leased; the lease runs out at ``lease_until``."""
 
@@ -427,3 +464,103 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def retry_later(self, message_id: str, worker: str, due: datetime, error: str) -> bool:
         """Release the lease and try again at ``due``; False if the lease was lost."""
+
+    @abc.abstractmethod
+    async def extend_lease(self, message_id: str, worker: str, until: datetime) -> bool:
+        """Keep a long send's lease; False if the lease was lost to another worker."""
+
+    @abc.abstractmethod
+    async def release_leases(self, worker: str) -> int:
+        """Give back every lease ``worker`` holds (a graceful stop); due again at once."""
+
+    @abc.abstractmethod
+    async def complete_delivery(
+        self,
+        message_id: str,
+        worker: str,
+        changes: Sequence[StatusChange],
+        *,
+        external_reference: str | None = None,
+        poll_at: datetime | None = None,
+    ) -> Deleted:
+        """The channel took the message: register ``changes``, keep the remote reference,
+        make the conversation pollable from ``poll_at`` (if given) and remove the message,
+        its files and its outbox entry, atomically. Raises StoreError if the lease was lost."""
+
+    @abc.abstractmethod
+    async def fail_delivery(self, message_id: str, worker: str, change: StatusChange) -> Deleted:
+        """The message will never go (FEIL, LEVETID_UTLOPT): register it and remove it."""
+
+    @abc.abstractmethod
+    async def outbox_depth(self) -> dict[str, int]:
+        """Queued outgoing messages per service."""
+
+    # -- status polling and lifetime ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def due_for_polling(
+        self, service: str, now: datetime, limit: int
+    ) -> list[ConversationRecord]:
+        """Pollable outgoing conversations of ``service`` whose next poll is due."""
+
+    @abc.abstractmethod
+    async def schedule_polls(self, when: Sequence[tuple[int, datetime]]) -> None:
+        """Set each conversation's next status poll: ``(conversation id, at)``."""
+
+    @abc.abstractmethod
+    async def stop_polling(self, conv_id: int) -> None:
+        """The remote side will say no more about this conversation."""
+
+    @abc.abstractmethod
+    async def register_statuses(
+        self, message_id: str, changes: Sequence[StatusChange], direction: Direction
+    ) -> list[StatusRecord]:
+        """Register several statuses in order, atomically; repeats are ignored."""
+
+    @abc.abstractmethod
+    async def expired(self, now: datetime, limit: int) -> list[ConversationRecord]:
+        """Unfinished conversations, either direction, whose lifetime has passed."""
+
+    @abc.abstractmethod
+    async def expire(self, conv_id: int, change: StatusChange) -> Deleted:
+        """Register ``change`` (LEVETID_UTLOPT) and remove the conversation's message copy."""
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_subscription(self, subscription: NewSubscription) -> SubscriptionRecord:
+        """Raises AlreadyExists for the same name and push endpoint."""
+
+    @abc.abstractmethod
+    async def subscriptions(self, page: PageRequest) -> Page[SubscriptionRecord]: ...
+
+    @abc.abstractmethod
+    async def subscription(self, subscription_id: int) -> SubscriptionRecord | None: ...
+
+    @abc.abstractmethod
+    async def update_subscription(
+        self, subscription_id: int, subscription: NewSubscription
+    ) -> SubscriptionRecord | None:
+        """Replace the subscription's fields; None if there is no such subscription."""
+
+    @abc.abstractmethod
+    async def delete_subscription(self, subscription_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_subscriptions(self) -> int: ...
+
+    @abc.abstractmethod
+    async def claim_webhook_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        """Lease due webhook deliveries (one row per status and subscription)."""
+
+    @abc.abstractmethod
+    async def webhook_delivered(self, delivery_id: int, subscription_id: int) -> None:
+        """The push succeeded: drop the delivery, reset the subscription's failure count."""
+
+    @abc.abstractmethod
+    async def webhook_failed(
+        self, delivery_id: int, subscription_id: int, error: str, retry_at: datetime | None
+    ) -> None:
+        """The push failed: count it, and retry at ``retry_at`` (None: give up)."""

@@ -42,6 +42,7 @@ from ipunkt.store.base import (
     MultiplePrimaryDocuments,
     NewFile,
     NewMessage,
+    NewSubscription,
     NotFound,
     NotLocked,
     OutboxClaim,
@@ -51,7 +52,9 @@ from ipunkt.store.base import (
     StatusFilter,
     StatusRecord,
     StoreError,
+    SubscriptionRecord,
     TotalSizeExceeded,
+    WebhookDelivery,
 )
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.sqlite_schema import MIGRATIONS
@@ -835,6 +838,254 @@ class SqliteStore(MessageStore):
         return await self._db.write(op)
 
 
+    async def extend_lease(self, message_id: str, worker: str, until: datetime) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "UPDATE outbox SET lease_until = ? WHERE lease_owner = ? AND message = "
+                "(SELECT id FROM message WHERE direction = 'OUTGOING' AND message_id = ?)",
+                (_us(until), worker, message_id),
+            ).rowcount == 1
+
+        return await self._db.write(op)
+
+    async def release_leases(self, worker: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, "
+                "attempts = max(attempts - 1, 0) WHERE lease_owner = ?",
+                (worker,),
+            ).rowcount
+
+        return await self._db.write(op)
+
+    async def complete_delivery(
+        self,
+        message_id: str,
+        worker: str,
+        changes: Sequence[StatusChange],
+        *,
+        external_reference: str | None = None,
+        poll_at: datetime | None = None,
+    ) -> Deleted:
+        def op(conn: sqlite3.Connection) -> Deleted:
+            row = _leased(conn, message_id, worker)
+            conv = _outgoing_conversation(conn, message_id)
+            if conv is not None:
+                for change in changes:
+                    _register(conn, conv, change)
+                conn.execute(
+                    "UPDATE conversation SET external_reference = coalesce(?, "
+                    "external_reference), pollable = CASE WHEN ? AND finished = 0 THEN 1 "
+                    "ELSE pollable END, next_poll = ? WHERE id = ?",
+                    (external_reference, poll_at is not None,
+                     None if poll_at is None else _us(poll_at), conv),
+                )
+            return _delete_row(conn, row)
+
+        return await self._db.write(op)
+
+    async def fail_delivery(self, message_id: str, worker: str, change: StatusChange) -> Deleted:
+        def op(conn: sqlite3.Connection) -> Deleted:
+            row = _leased(conn, message_id, worker)
+            conv = _outgoing_conversation(conn, message_id)
+            if conv is not None:
+                _register(conn, conv, change)
+            return _delete_row(conn, row)
+
+        return await self._db.write(op)
+
+    async def outbox_depth(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT service, count(*) FROM outbox GROUP BY service")
+            return {row[0]: row[1] for row in rows}
+
+        return await self._db.read(op)
+
+    # -- status polling and lifetime ----------------------------------------------------------
+
+    async def due_for_polling(
+        self, service: str, now: datetime, limit: int
+    ) -> list[ConversationRecord]:
+        def op(conn: sqlite3.Connection) -> list[ConversationRecord]:
+            rows = conn.execute(
+                "SELECT * FROM conversation WHERE pollable = 1 AND service = ? AND "
+                "direction = 'OUTGOING' AND coalesce(next_poll, 0) <= ? "
+                "ORDER BY coalesce(next_poll, 0), id LIMIT ?",
+                (service, _us(now), limit),
+            ).fetchall()
+            return _with_statuses(conn, rows)
+
+        return await self._db.read(op)
+
+    async def schedule_polls(self, when: Sequence[tuple[int, datetime]]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE conversation SET next_poll = ? WHERE id = ?",
+                             [(_us(at), conv) for conv, at in when])
+
+        await self._db.write(op)
+
+    async def stop_polling(self, conv_id: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE conversation SET pollable = 0 WHERE id = ?", (conv_id,))
+
+        await self._db.write(op)
+
+    async def register_statuses(
+        self, message_id: str, changes: Sequence[StatusChange], direction: Direction
+    ) -> list[StatusRecord]:
+        def op(conn: sqlite3.Connection) -> list[StatusRecord]:
+            row = conn.execute(
+                "SELECT id FROM conversation WHERE message_id = ? AND direction = ?",
+                (message_id, direction.value),
+            ).fetchone()
+            if row is None:
+                return []
+            registered = [_status_by_id(conn, _register(conn, row["id"], c)) for c in changes]
+            return [status for status in registered if status is not None]
+
+        return await self._db.write(op)
+
+    async def expired(self, now: datetime, limit: int) -> list[ConversationRecord]:
+        def op(conn: sqlite3.Connection) -> list[ConversationRecord]:
+            rows = conn.execute(
+                "SELECT * FROM conversation WHERE finished = 0 AND expiry < ? "
+                "ORDER BY expiry, id LIMIT ?",
+                (_us(now), limit),
+            ).fetchall()
+            return _with_statuses(conn, rows)
+
+        return await self._db.read(op)
+
+    async def expire(self, conv_id: int, change: StatusChange) -> Deleted:
+        def op(conn: sqlite3.Connection) -> Deleted:
+            conv = conn.execute("SELECT * FROM conversation WHERE id = ?", (conv_id,)).fetchone()
+            if conv is None or conv["finished"]:
+                return Deleted()
+            _register(conn, conv_id, change)
+            row = conn.execute(
+                "SELECT * FROM message WHERE direction = ? AND message_id = ?",
+                (conv["direction"], conv["message_id"]),
+            ).fetchone()
+            return _delete_row(conn, row) if row is not None else Deleted()
+
+        return await self._db.write(op)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def add_subscription(self, subscription: NewSubscription) -> SubscriptionRecord:
+        def op(conn: sqlite3.Connection) -> SubscriptionRecord:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO webhook_subscription (name, push_endpoint, resource, event, "
+                    "filter) VALUES (?,?,?,?,?)",
+                    (subscription.name, subscription.push_endpoint, subscription.resource,
+                     subscription.event, subscription.filter),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"a subscription named {subscription.name!r} already pushes to "
+                    f"{subscription.push_endpoint}"
+                ) from None
+            return _subscription_by_id(conn, cur.lastrowid)  # type: ignore[arg-type, return-value]
+
+        return await self._db.write(op)
+
+    async def subscriptions(self, page: PageRequest) -> Page[SubscriptionRecord]:
+        def op(conn: sqlite3.Connection) -> Page[SubscriptionRecord]:
+            total = conn.execute("SELECT count(*) FROM webhook_subscription").fetchone()[0]
+            rows = conn.execute(
+                "SELECT * FROM webhook_subscription ORDER BY id LIMIT ? OFFSET ?",
+                (page.size, page.offset),
+            ).fetchall()
+            return Page([_subscription(r) for r in rows], page, total, False)
+
+        return await self._db.read(op)
+
+    async def subscription(self, subscription_id: int) -> SubscriptionRecord | None:
+        return await self._db.read(lambda conn: _subscription_by_id(conn, subscription_id))
+
+    async def update_subscription(
+        self, subscription_id: int, subscription: NewSubscription
+    ) -> SubscriptionRecord | None:
+        def op(conn: sqlite3.Connection) -> SubscriptionRecord | None:
+            try:
+                conn.execute(
+                    "UPDATE webhook_subscription SET name = ?, push_endpoint = ?, resource = ?, "
+                    "event = ?, filter = ? WHERE id = ?",
+                    (subscription.name, subscription.push_endpoint, subscription.resource,
+                     subscription.event, subscription.filter, subscription_id),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"a subscription named {subscription.name!r} already pushes to "
+                    f"{subscription.push_endpoint}"
+                ) from None
+            return _subscription_by_id(conn, subscription_id)
+
+        return await self._db.write(op)
+
+    async def delete_subscription(self, subscription_id: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM webhook_subscription WHERE id = ?",
+                                (subscription_id,)).rowcount == 1
+
+        return await self._db.write(op)
+
+    async def delete_subscriptions(self) -> int:
+        return await self._db.write(
+            lambda conn: conn.execute("DELETE FROM webhook_subscription").rowcount
+        )
+
+    async def claim_webhook_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        def op(conn: sqlite3.Connection) -> list[WebhookDelivery]:
+            rows = conn.execute(
+                "UPDATE webhook_outbox SET lease_until = ?, attempts = attempts + 1 "
+                "WHERE id IN (SELECT id FROM webhook_outbox WHERE due_at <= ? AND "
+                "(lease_until IS NULL OR lease_until <= ?) ORDER BY due_at, id LIMIT ?) "
+                "RETURNING id, subscription, status, attempts",
+                (_us(lease_until), _us(now), _us(now), limit),
+            ).fetchall()
+            deliveries = []
+            for row in sorted(rows, key=lambda r: r["id"]):
+                status = _status_by_id(conn, row["status"])
+                conv = conn.execute(
+                    "SELECT direction, service FROM conversation c JOIN message_status s "
+                    "ON s.conversation = c.id WHERE s.id = ?", (row["status"],),
+                ).fetchone()
+                subscription = _subscription_by_id(conn, row["subscription"])
+                assert status is not None and subscription is not None and conv is not None
+                deliveries.append(WebhookDelivery(
+                    row["id"], subscription, status, Direction(conv["direction"]),
+                    conv["service"], status.last_update, row["attempts"],
+                ))
+            return deliveries
+
+        return await self._db.write(op)
+
+    async def webhook_delivered(self, delivery_id: int, subscription_id: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM webhook_outbox WHERE id = ?", (delivery_id,))
+            conn.execute("UPDATE webhook_subscription SET failures = 0, last_error = NULL "
+                         "WHERE id = ?", (subscription_id,))
+
+        await self._db.write(op)
+
+    async def webhook_failed(
+        self, delivery_id: int, subscription_id: int, error: str, retry_at: datetime | None
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            if retry_at is None:
+                conn.execute("DELETE FROM webhook_outbox WHERE id = ?", (delivery_id,))
+            else:
+                conn.execute("UPDATE webhook_outbox SET due_at = ?, lease_until = NULL "
+                             "WHERE id = ?", (_us(retry_at), delivery_id))
+            conn.execute("UPDATE webhook_subscription SET failures = failures + 1, "
+                         "last_error = ? WHERE id = ?", (error, subscription_id))
+
+        await self._db.write(op)
+
 # --- helpers run on the writer thread ------------------------------------------------------------
 
 
@@ -876,6 +1127,11 @@ def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> i
     )
     if change.queue:
         conn.execute("INSERT INTO status_queue (status) VALUES (?)", (status_id,))
+    conn.execute(
+        "INSERT INTO webhook_outbox (subscription, status, due_at) "
+        "SELECT id, ?, ? FROM webhook_subscription",
+        (status_id, at),
+    )
     return status_id
 
 
@@ -895,3 +1151,33 @@ def _conversation_by_id(conn: sqlite3.Connection, conv_id: int) -> ConversationR
     if row is None:
         return None
     return _with_statuses(conn, [row])[0]
+
+
+def _leased(conn: sqlite3.Connection, message_id: str, worker: str) -> sqlite3.Row:
+    row = conn.execute(
+        "SELECT m.* FROM message m JOIN outbox o ON o.message = m.id "
+        "WHERE m.direction = 'OUTGOING' AND m.message_id = ? AND o.lease_owner = ?",
+        (message_id, worker),
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"{worker} holds no lease on message {message_id}")
+    return row  # type: ignore[no-any-return]
+
+
+def _outgoing_conversation(conn: sqlite3.Connection, message_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT id FROM conversation WHERE message_id = ? AND direction = 'OUTGOING'",
+        (message_id,),
+    ).fetchone()
+    return row["id"] if row else None
+
+
+def _subscription(row: sqlite3.Row) -> SubscriptionRecord:
+    return SubscriptionRecord(row["id"], row["name"], row["push_endpoint"], row["resource"],
+                              row["event"], row["filter"], row["failures"], row["last_error"])
+
+
+def _subscription_by_id(conn: sqlite3.Connection, subscription_id: int) -> SubscriptionRecord | None:
+    row = conn.execute("SELECT * FROM webhook_subscription WHERE id = ?",
+                       (subscription_id,)).fetchone()
+    return _subscription(row) if row else None

@@ -103,4 +103,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_due ON outbox (due_at, id);
     """,
+    # 2: status-polling schedule, lifetime sweeps, webhook subscriptions and their deliveries
+    """
+    ALTER TABLE conversation ADD COLUMN next_poll INTEGER;
+    CREATE INDEX conversation_poll_due ON conversation (service, next_poll) WHERE pollable = 1;
+    CREATE INDEX conversation_unfinished ON conversation (expiry) WHERE finished = 0;
+
+    CREATE TABLE webhook_subscription (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        push_endpoint TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        event TEXT NOT NULL,
+        filter TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        UNIQUE (name, push_endpoint)
+    );
+
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        subscription INTEGER NOT NULL REFERENCES webhook_subscription (id) ON DELETE CASCADE,
+        status INTEGER NOT NULL REFERENCES message_status (id) ON DELETE CASCADE,
+        due_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER
+    );
+    CREATE INDEX webhook_outbox_by_due ON webhook_outbox (due_at, id);
+    """,
 )
