@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
 
+from ipunkt_dpv.channel import DPVChannel
 from ipunkt_dpv.config import DPVConfig
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 SERVICE = "DPV"
 
@@ -22,5 +23,6 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             message_types=frozenset({"arkivmelding", "digital_dpv"}),
             max_size=250 * 1024 * 1024,
             config_schema=DPVConfig,
+            factory=DPVChannel,
         )
     )

@@ -1,0 +1,67 @@
+"""The ``arkivmelding_kvittering`` the original makes when a DPV arkivmelding reaches LEVERT.
+
+Altinn sends no receipts, so the original fabricates an OK receipt from the receiver and
+queues it to its own fagsystem as an incoming message, when
+``generate-arkivmelding-receipts`` is on (off in production). Its messageId is derived from
+the original message's, so that making it twice gives the same message, which the core's
+duplicate check then drops.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from ipunkt.plugin import IncomingMessage, PollableConversation
+
+from ipunkt_dpv.correspondence import parse_party
+
+RECEIPT_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
+RECEIPT_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering"
+RECEIPT_TYPE = "arkivmelding_kvittering"
+_NAMESPACE = uuid.UUID("5c0c3a4e-6d1b-4bb5-9d0e-1f4f2e0f7d61")
+"""Fixed namespace of the derived receipt ids (uuid5)."""
+
+
+def receipt_id(message_id: str) -> str:
+    """The messageId of the receipt for ``message_id``: the same every time."""
+    return str(uuid.uuid5(_NAMESPACE, f"{RECEIPT_TYPE}:{message_id}"))
+
+
+def arkivmelding_kvittering(
+    conversation: PollableConversation, organisation: str, now: datetime, *,
+    lifetime: timedelta = timedelta(hours=24),
+) -> IncomingMessage:
+    """An OK receipt from the conversation's receiver to ``organisation``, for its fagsystem."""
+    sbd = {
+        "standardBusinessDocumentHeader": {
+            "headerVersion": "1.0",
+            "sender": [_partner(conversation.receiver)],
+            "receiver": [_partner(organisation)],
+            "documentIdentification": {
+                "standard": RECEIPT_STANDARD,
+                "typeVersion": "2.0",
+                "instanceIdentifier": receipt_id(conversation.message_id),
+                "type": RECEIPT_TYPE,
+                "creationDateAndTime": (now - timedelta(seconds=5)).isoformat(),
+            },
+            "businessScope": {"scope": [{
+                "type": "ConversationId",
+                "instanceIdentifier": conversation.conversation_id,
+                "identifier": RECEIPT_PROCESS,
+                "scopeInformation": [{"expectedResponseDateTime": (now + lifetime).isoformat()}],
+            }]},
+        },
+        RECEIPT_TYPE: {
+            "receiptType": "OK",
+            "relatedToMessageId": conversation.message_id,
+            "messages": [],
+        },
+    }
+    return IncomingMessage(sbd=sbd)
+
+
+def _partner(identifier: str) -> dict[str, dict[str, str]]:
+    party = parse_party(identifier)
+    value = party.number if party.is_person else f"0192:{party.number}"
+    return {"identifier": {"authority": "iso6523-actorid-upis", "value": value}}
