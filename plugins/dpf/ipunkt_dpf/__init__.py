@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
 
+from ipunkt_dpf.channel import SERVICE, DPFChannel
 from ipunkt_dpf.config import DPFConfig
 
-__version__ = "0.1.0"
-
-SERVICE = "DPF"
+__version__ = "0.2.0"
 
 
 @hookimpl
@@ -22,5 +21,6 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             message_types=frozenset({"arkivmelding", "arkivmelding_kvittering"}),
             max_size=1024 * 1024 * 1024,
             config_schema=DPFConfig,
+            factory=DPFChannel,
         )
     )

@@ -13,4 +13,4 @@ def test_core_loads_the_dpf_channel() -> None:
     info = host.channels["DPF"]
     assert info.message_types == {'arkivmelding', 'arkivmelding_kvittering'}
     assert info.max_size == 1024 * 1024 * 1024
-    assert not info.has_transport
+    assert info.has_transport
