@@ -34,6 +34,8 @@ class TtlCache(Generic[V]):
         self._loading: dict[Hashable, asyncio.Task[V]] = {}
         self.hits = 0
         self.misses = 0
+        self.loads = 0
+        """How many times ``load`` was called: the requests that reached the source."""
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, else ``load()``'s result (shared by concurrent callers)."""
@@ -46,6 +48,7 @@ class TtlCache(Generic[V]):
         self.misses += 1
         task = self._loading.get(key)
         if task is None:
+            self.loads += 1
             task = asyncio.ensure_future(self._load(key, load))
             task.add_done_callback(_retrieve)
             self._loading[key] = task

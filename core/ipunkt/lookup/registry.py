@@ -25,7 +25,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from cryptography import x509
@@ -107,7 +107,7 @@ class RegistryRecord(_Table):
     """A PEM file with the receiver's certificate (relative to the registry file)."""
     certificate_pem: str | None = None
     """The certificate itself, instead of a file."""
-    security_level: int | None = Field(None, ge=1, le=4)
+    security_level: Annotated[int, Field(ge=1, le=4)] | None = None
     service_code: str | None = None
     service_edition_code: str | None = None
     resource: str | None = None

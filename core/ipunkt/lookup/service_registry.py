@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
 import structlog
@@ -61,9 +61,9 @@ class ServiceRegistryConfig(LookupSourceConfig):
     """Ask for signed answers (application/jose) and verify them against the JWK set."""
     jwk_url: str | None = None
     """The registry's JWK set; by default <url>/jwk."""
-    cache_ttl: float = Field(300.0, ge=0)
+    cache_ttl: Annotated[float, Field(ge=0)] = 300.0
     """Seconds a registry answer is reused (0: never)."""
-    timeout: float = Field(30.0, gt=0)
+    timeout: Annotated[float, Field(gt=0)] = 30.0
     """Seconds one registry request may take."""
     print_lookup: bool = True
     """Let the registry look up postal addresses for print; false sends print=false."""
