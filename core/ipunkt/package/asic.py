@@ -44,6 +44,7 @@ from stream_unzip import (
 from stream_zip import NO_COMPRESSION_32, ZIP_AUTO, stream_zip
 
 from ipunkt.package import cades, safexml, xades
+from ipunkt.package.digest import BackgroundSha256
 from ipunkt.package.errors import IntegrityError, PackageError, SignatureInvalid, UnsafeArchive
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.trust import TrustStore
@@ -176,13 +177,18 @@ def write_asic(
     seen: set[str] = set()
 
     def digested(entry: AsicEntry, first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-        digest = hashlib.sha256()
+        digest = BackgroundSha256()
         size = 0
-        for chunk in chain((first,), rest):
-            digest.update(chunk)
-            size += len(chunk)
-            yield chunk
+        try:
+            for chunk in chain((first,), rest):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+        except BaseException:
+            digest.cancel()
+            raise
         if entry.size is not None and size != entry.size:
+            digest.cancel()
             raise PackageError(f"{entry.name} was {size} bytes, not the {entry.size} announced")
         written.files.append(WrittenFile(entry.name, entry.mime, size, digest.digest()))
 

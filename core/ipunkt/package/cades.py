@@ -22,10 +22,10 @@ from ipunkt.package.errors import CertificateProblem, SignatureInvalid
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.trust import TrustStore, check_rsa, describe
 
-SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
+SIGNATURE_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
 """Digests accepted in signatures we verify; SHA-1 and MD5 are refused."""
 
@@ -101,7 +101,8 @@ def sign_detached(
             "signer_infos": [signer],
         }
     )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    encoded: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return encoded
 
 
 def _signer_certificate(
@@ -190,7 +191,7 @@ def verify_detached(
     signed_bytes = _set_of(attributes)
     try:
         public_key.verify(
-            signer["signature"].native, signed_bytes, scheme, SIGNATURE_HASHES[digest_name]()
+            signer["signature"].native, signed_bytes, scheme, SIGNATURE_HASHES[digest_name]
         )
     except InvalidSignature as exc:
         raise SignatureInvalid(
@@ -207,7 +208,7 @@ def verify_detached(
 
 def _set_of(attributes: cms.CMSAttributes) -> bytes:
     """The signed attributes as signed: their original bytes with the SET OF tag (RFC 5652 5.4)."""
-    encoded = attributes.dump()
+    encoded: bytes = attributes.dump()
     return b"\x31" + encoded[1:]
 
 
@@ -223,6 +224,6 @@ def _scheme(algorithm: algos.SignedDigestAlgorithm, digest_name: str) -> padding
                 f"the PSS signature uses the digest {mgf_hash}, which is refused"
             )
         return padding.PSS(
-            padding.MGF1(SIGNATURE_HASHES[mgf_hash]()), parameters["salt_length"].native
+            padding.MGF1(SIGNATURE_HASHES[mgf_hash]), parameters["salt_length"].native
         )
     raise SignatureInvalid(f"unsupported signature algorithm {name}")

@@ -40,12 +40,12 @@ HEADER_LIMIT = 1 << 20
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 DATA = "1.2.840.113549.1.7.1"
 AES_CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
-DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
+DIGESTS: dict[str, hashes.HashAlgorithm] = {
+    "sha1": hashes.SHA1(),
+    "sha224": hashes.SHA224(),
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
 
 
@@ -115,7 +115,8 @@ def _recipient_info(
             }
         ),
     )
-    return cms.RecipientInfos([info]).dump()
+    encoded: bytes = cms.RecipientInfos([info]).dump()
+    return encoded
 
 
 class CmsWriter:
@@ -470,9 +471,7 @@ def _oaep(parameters: algos.RSAESOAEPParams) -> tuple[rsa_padding.OAEP, str]:
     for name in (hash_name, mgf_hash_name):
         if name not in DIGESTS:
             raise DecryptionFailed(f"unsupported OAEP digest {name}")
-    scheme = rsa_padding.OAEP(
-        rsa_padding.MGF1(DIGESTS[mgf_hash_name]()), DIGESTS[hash_name](), label
-    )
+    scheme = rsa_padding.OAEP(rsa_padding.MGF1(DIGESTS[mgf_hash_name]), DIGESTS[hash_name], label)
     return scheme, f"RSAES-OAEP {hash_name.upper()}/MGF1-{mgf_hash_name.upper()}"
 
 
@@ -505,7 +504,7 @@ def _reader(source: BinaryIO | Iterable[bytes]) -> Callable[[int], bytes]:
     read = getattr(source, "read", None)
     if read is not None:
         return read  # type: ignore[no-any-return]
-    chunks = iter(source)  # type: ignore[arg-type]
+    chunks = iter(source)
     pending = bytearray()
 
     def read_chunks(n: int) -> bytes:

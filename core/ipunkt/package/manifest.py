@@ -39,9 +39,10 @@ def iso6523(organisation: str) -> str:
 
 
 def _serialise(root: etree._Element) -> bytes:
-    return etree.tostring(
+    serialised: bytes = etree.tostring(
         root, xml_declaration=True, encoding="UTF-8", standalone=True, pretty_print=True
     )
+    return serialised
 
 
 def _parse(data: bytes) -> etree._Element:

@@ -55,7 +55,7 @@ DEFAULT_LIMITS = Limits()
 def _chunks(source: Source, chunk_size: int = CHUNK) -> Iterator[bytes]:
     read = getattr(source, "read", None)
     if read is None:
-        yield from source  # type: ignore[misc]
+        yield from source
         return
     try:
         while data := read(chunk_size):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -58,10 +58,10 @@ DIGESTS = {
 }
 """Digest URI -> hashlib name. The last is not a standard URI, but old efm-asic wrote it."""
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-SIGNATURE_METHODS = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256,
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": hashes.SHA384,
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": hashes.SHA512,
+SIGNATURE_METHODS: dict[str, hashes.HashAlgorithm] = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256(),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": hashes.SHA384(),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": hashes.SHA512(),
 }
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
@@ -111,7 +111,10 @@ def _sub(
 def _c14n(
     element: etree._Element, *, exclusive: bool = False, with_comments: bool = False
 ) -> bytes:
-    return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=with_comments)
+    canonical: bytes = etree.tostring(
+        element, method="c14n", exclusive=exclusive, with_comments=with_comments
+    )
+    return canonical
 
 
 def sign(
@@ -170,7 +173,8 @@ def sign(
     properties_digest.text = base64.b64encode(hashlib.sha256(_c14n(properties)).digest()).decode()
     signed = key.private_key.sign(_c14n(signed_info), padding.PKCS1v15(), hashes.SHA256())
     signature_value.text = base64.b64encode(signed).decode()
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=False)
+    document: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return document
 
 
 def _one(parent: etree._Element, tag: str, what: str) -> etree._Element:
@@ -180,8 +184,8 @@ def _one(parent: etree._Element, tag: str, what: str) -> etree._Element:
     return found[0]
 
 
-def _algorithm(element: etree._Element, allowed: dict[str, object], what: str) -> str:
-    algorithm = element.get("Algorithm", "")
+def _algorithm(element: etree._Element, allowed: Mapping[str, object], what: str) -> str:
+    algorithm: str = element.get("Algorithm", "")
     if algorithm not in allowed:
         raise SignatureInvalid(f"signatures.xml uses the {what} {algorithm!r}, which is refused")
     return algorithm
@@ -312,7 +316,7 @@ def verify(document: bytes, *, trust: TrustStore | None, at: datetime | None = N
             signature_bytes,
             _canonical(signed_info, c14n_method),
             padding.PKCS1v15(),
-            SIGNATURE_METHODS[signature_method](),
+            SIGNATURE_METHODS[signature_method],
         )
     except InvalidSignature as exc:
         raise SignatureInvalid(

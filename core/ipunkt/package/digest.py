@@ -1,0 +1,47 @@
+"""SHA-256 of a stream, computed in a worker thread while the stream goes on elsewhere.
+
+Sealing a large document digests it (for the signature), checksums and deflates it (for the
+ZIP) and encrypts it (for CMS). hashlib releases the GIL, so moving the digest to its own
+thread lets the three run on the cores there are instead of one after another. Chunks are
+immutable ``bytes``, shared with the hashing thread, and the queue between them is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+
+_END = b""
+
+
+class BackgroundSha256:
+    """``update`` hands a chunk to the hashing thread; ``digest`` waits for the result."""
+
+    def __init__(self, depth: int = 8) -> None:
+        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=depth)
+        self._hash = hashlib.sha256()
+        self._thread = threading.Thread(target=self._work, name="ipunkt-sha256", daemon=True)
+        self._thread.start()
+        self._result: bytes | None = None
+
+    def _work(self) -> None:
+        while chunk := self._chunks.get():
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        if chunk:
+            self._chunks.put(chunk)
+
+    def digest(self) -> bytes:
+        if self._result is None:
+            self._chunks.put(_END)
+            self._thread.join()
+            self._result = self._hash.digest()
+        return self._result
+
+    def cancel(self) -> None:
+        """Stop the thread without a result (the stream was abandoned)."""
+        if self._result is None and self._thread.is_alive():
+            self._chunks.put(_END)
+            self._thread.join()
