@@ -556,8 +556,10 @@ class MessageStore(abc.ABC):
         """Lease due webhook deliveries (one row per status and subscription)."""
 
     @abc.abstractmethod
-    async def webhook_delivered(self, delivery_id: int, subscription_id: int) -> None:
-        """The push succeeded: drop the delivery, reset the subscription's failure count."""
+    async def webhook_delivered(self, delivery_id: int, subscription_id: int | None) -> None:
+        """The push succeeded: drop the delivery, reset the subscription's failure count.
+
+        ``subscription_id`` None drops a delivery that the subscription's filter excludes."""
 
     @abc.abstractmethod
     async def webhook_failed(

@@ -962,6 +962,8 @@ class SqliteStore(MessageStore):
             if conv is None or conv["finished"]:
                 return Deleted()
             _register(conn, conv_id, change)
+            conn.execute("UPDATE conversation SET finished = 1, pollable = 0 WHERE id = ?",
+                         (conv_id,))
             row = conn.execute(
                 "SELECT * FROM message WHERE direction = ? AND message_id = ?",
                 (conv["direction"], conv["message_id"]),
@@ -1064,11 +1066,12 @@ class SqliteStore(MessageStore):
 
         return await self._db.write(op)
 
-    async def webhook_delivered(self, delivery_id: int, subscription_id: int) -> None:
+    async def webhook_delivered(self, delivery_id: int, subscription_id: int | None) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM webhook_outbox WHERE id = ?", (delivery_id,))
-            conn.execute("UPDATE webhook_subscription SET failures = 0, last_error = NULL "
-                         "WHERE id = ?", (subscription_id,))
+            if subscription_id is not None:
+                conn.execute("UPDATE webhook_subscription SET failures = 0, last_error = NULL "
+                             "WHERE id = ?", (subscription_id,))
 
         await self._db.write(op)
 
