@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ipunkt.plugin import ChannelInfo, hookimpl
+
 from ipunkt_dpi.channel import DPIChannel
 from ipunkt_dpi.config import MIB, DPIConfig
 

@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Sequence
 
 import aiohttp
-
 from ipunkt.package import jws
 from ipunkt.package.errors import CertificateProblem
 from ipunkt.package.keys import OrganisationKey

@@ -211,8 +211,8 @@ class FakeAccessPoint:
         self,
         *,
         ca: CertificateAuthority | None = None,
-        mailbox: str = DEFAULT_MAILBOX,
-        printer: str = DEFAULT_PRINT,
+        mailbox: str | OrganisationKey = DEFAULT_MAILBOX,
+        printer: str | OrganisationKey = DEFAULT_PRINT,
         sender_trust: TrustStore | None = None,
         specs: Path | None = None,
         step_delay: float = 0.0,
@@ -221,10 +221,20 @@ class FakeAccessPoint:
         max_package: int = 200 << 20,
     ) -> None:
         self.ca = ca or make_ca("ipunkt fake DPI CA")
-        self.mailbox = self.ca.issue(mailbox, "FAKE POSTKASSE")
-        self.printer = self.ca.issue(printer, "FAKE UTSKRIFT")
-        self.providers: dict[str, OrganisationKey] = {mailbox: self.mailbox, printer: self.printer}
-        self._impostors = make_ca("not a trusted CA")
+        self.mailbox = (
+            mailbox
+            if isinstance(mailbox, OrganisationKey)
+            else self.ca.issue(mailbox, "FAKE POSTKASSE")
+        )
+        self.printer = (
+            printer
+            if isinstance(printer, OrganisationKey)
+            else self.ca.issue(printer, "FAKE UTSKRIFT")
+        )
+        self.providers: dict[str, OrganisationKey] = {
+            str(key.organisation_number): key for key in (self.mailbox, self.printer)
+        }
+        self._impostors: CertificateAuthority | None = None
         self.sender_trust = sender_trust
         self.schemas = PublishedSchemas(specs) if specs is not None else None
         self.step_delay = step_delay
@@ -359,6 +369,7 @@ class FakeAccessPoint:
         }
         signer = self.providers[shipment.provider]
         if step.signature == "untrusted":
+            self._impostors = self._impostors or make_ca("not a trusted CA")
             signer = self._impostors.issue(shipment.provider, "IMPOSTOR")
         token = jws.sign(payload, signer)
         if step.signature == "tampered":

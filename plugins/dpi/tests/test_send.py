@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ipunkt.package import jws
 from ipunkt.package.testcerts import make_ca, pem
 from ipunkt.package.trust import TrustStore
@@ -21,9 +20,13 @@ from ipunkt_dpi.published_schemas import PublishedSchemas
 
 def _parts(exchange: Any) -> dict[str, Any]:
     """The multipart form of a recorded request, part by name."""
-    raw = f"Content-Type: {exchange.headers['Content-Type']}\r\n\r\n".encode() + bytes(exchange.body)
+    raw = f"Content-Type: {exchange.headers['Content-Type']}\r\n\r\n".encode() + bytes(
+        exchange.body
+    )
     form = email.parser.BytesParser().parsebytes(raw)
-    return {part.get_param("name", header="content-disposition"): part for part in form.get_payload()}
+    return {
+        part.get_param("name", header="content-disposition"): part for part in form.get_payload()
+    }
 
 
 async def test_digital_message_reaches_the_mailbox(
@@ -82,7 +85,9 @@ async def test_digital_message_reaches_the_mailbox(
     assert digital["maskinportentoken"] == bearer
     header = document["standardBusinessDocument"]["standardBusinessDocumentHeader"]
     assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.ORG}"
-    assert header["receiver"][0]["identifier"]["value"] == f"0192:{fake.mailbox.organisation_number}"
+    assert (
+        header["receiver"][0]["identifier"]["value"] == f"0192:{fake.mailbox.organisation_number}"
+    )
     assert header["documentIdentification"]["instanceIdentifier"] == outgoing.message_id
     assert header["businessScope"]["scope"][0]["instanceIdentifier"] == outgoing.conversation_id
 
@@ -137,11 +142,15 @@ async def test_metadata_documents_travel_as_the_documents_data(
     assert manifest.main_document.metadata_mime == "application/vnd.difi.dpi.lenke+xml"
 
 
-async def test_kanal_is_configurable_and_optional(make_channel: Any, fake: Any, kit: Any, recorder: Any) -> None:
+async def test_kanal_is_configurable_and_optional(
+    make_channel: Any, fake: Any, kit: Any, recorder: Any
+) -> None:
     for kanal, expected in (("my.ip.1", "my_ip_1"), (None, None)):
         channel = await make_channel(kanal=kanal)
         outgoing = kit.message(
-            "digital", kit.service_record(fake), kit.digital_body(),
+            "digital",
+            kit.service_record(fake),
+            kit.digital_body(),
             [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
         )
         await channel.send(outgoing)
@@ -158,7 +167,7 @@ async def test_package_sealed_to_a_certificate_the_mailbox_cannot_open_is_refuse
     outgoing = kit.message(
         "digital", record, kit.digital_body(), [kit.attachment("vedtak.pdf", kit.PDF, primary=True)]
     )
-    with pytest.raises(PermanentError, match="HTTP 400.*dokumentpakke"):
+    with pytest.raises(PermanentError, match=r"HTTP 400.*dokumentpakke"):
         await channel.send(outgoing)
     assert outgoing.message_id not in fake.shipments
 
@@ -169,10 +178,12 @@ async def test_signed_by_a_certificate_the_access_point_does_not_trust_is_refuse
     fake.sender_trust = TrustStore([make_ca("someone else").certificate])
     channel = await make_channel()
     outgoing = kit.message(
-        "digital", kit.service_record(fake), kit.digital_body(),
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
         [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
     )
-    with pytest.raises(PermanentError, match="HTTP 400.*not trusted"):
+    with pytest.raises(PermanentError, match=r"HTTP 400.*not trusted"):
         await channel.send(outgoing)
 
 
@@ -181,7 +192,9 @@ async def test_resending_the_same_message_delivers_it_once(
 ) -> None:
     channel = await make_channel()
     outgoing = kit.message(
-        "digital", kit.service_record(fake), kit.digital_body(),
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
         [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
     )
     await channel.send(outgoing)
@@ -199,13 +212,19 @@ async def test_resending_the_same_message_delivers_it_once(
     ],
 )
 async def test_access_point_errors_are_classified(
-    make_channel: Any, fake: Any, kit: Any, fault: Fault, error: type[Exception],
+    make_channel: Any,
+    fake: Any,
+    kit: Any,
+    fault: Fault,
+    error: type[Exception],
     retry_after: float | None,
 ) -> None:
     fake.add_fault(fault)
     channel = await make_channel()
     outgoing = kit.message(
-        "digital", kit.service_record(fake), kit.digital_body(),
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
         [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
     )
     with pytest.raises(error, match=f"HTTP {fault.status}") as raised:
@@ -217,12 +236,16 @@ async def test_access_point_errors_are_classified(
     assert outgoing.message_id in fake.shipments
 
 
-async def test_spool_files_are_removed(make_channel: Any, fake: Any, kit: Any, tmp_path: Path) -> None:
+async def test_spool_files_are_removed(
+    make_channel: Any, fake: Any, kit: Any, tmp_path: Path
+) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
     channel = await make_channel(spool_directory=spool)
     good = kit.message(
-        "digital", kit.service_record(fake), kit.digital_body(),
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
         [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
     )
     await channel.send(good)
@@ -230,14 +253,18 @@ async def test_spool_files_are_removed(make_channel: Any, fake: Any, kit: Any, t
     with pytest.raises(TransientError):
         await channel.send(
             kit.message(
-                "digital", kit.service_record(fake), kit.digital_body(),
+                "digital",
+                kit.service_record(fake),
+                kit.digital_body(),
                 [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
             )
         )
     assert list(spool.iterdir()) == []
 
 
-async def test_unreachable_access_point_is_transient(kit: Any, fake: Any, our_key: Any, anchors: Path) -> None:
+async def test_unreachable_access_point_is_transient(
+    kit: Any, fake: Any, our_key: Any, anchors: Path
+) -> None:
     from ipunkt.plugin import ChannelContext
     from ipunkt.testing import free_port
     from ipunkt_dpi.channel import DPIChannel
@@ -256,7 +283,9 @@ async def test_unreachable_access_point_is_transient(kit: Any, fake: Any, our_ke
         with pytest.raises(TransientError, match="take the message failed"):
             await channel.send(
                 kit.message(
-                    "digital", kit.service_record(fake), kit.digital_body(),
+                    "digital",
+                    kit.service_record(fake),
+                    kit.digital_body(),
                     [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
                 )
             )
@@ -264,15 +293,34 @@ async def test_unreachable_access_point_is_transient(kit: Any, fake: Any, our_ke
         await channel.stop()
 
 
-def test_the_openapi_check_catches_a_request_the_spec_does_not_allow(
-    access_point_spec: Any,
+def test_the_openapi_check_catches_requests_and_answers_the_spec_does_not_allow(
+    access_point_spec: Any, kit: Any
 ) -> None:
     from yarl import URL
 
-    exchange = type("E", (), {})()
-    exchange.method = "POST"
-    exchange.url = URL("http://127.0.0.1:1/dpi/messages/out/123")
-    exchange.headers = {"Content-Type": "application/json"}
-    exchange.body = bytearray(json.dumps({"a": 1}).encode())
-    exchange.status = None
-    assert access_point_spec.errors(exchange)
+    wrong_path = kit.Exchange("POST", URL("http://127.0.0.1:1/dpi/messages/out/123"))
+    assert access_point_spec.errors(wrong_path)
+    wrong_body = kit.Exchange(
+        "POST",
+        URL("http://127.0.0.1:1/dpi/messages/out"),
+        {"Content-Type": "application/json"},
+        bytearray(json.dumps({"forretningsmelding": 1}).encode()),
+    )
+    assert access_point_spec.errors(wrong_body)
+    wrong_answer = kit.Exchange(
+        "GET",
+        URL("http://127.0.0.1:1/dpi/messages/in"),
+        status=200,
+        response_headers={"Content-Type": "application/json"},
+        response_body=bytearray(b'{"forretningsmelding": "x"}'),
+    )
+    assert access_point_spec.errors(wrong_answer)
+    right_answer = kit.Exchange(
+        "GET",
+        URL("http://127.0.0.1:1/dpi/messages/in?kanal=a&page_size=1"),
+        {"Authorization": "Bearer token"},
+        status=200,
+        response_headers={"Content-Type": "application/json"},
+        response_body=bytearray(b'[{"forretningsmelding": "x"}]'),
+    )
+    assert access_point_spec.errors(right_answer) == []
