@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from ipunkt.package.asic import SignatureFormat
 from ipunkt.package.cms import KeyTransport
 from ipunkt.package.errors import DecryptionFailed, IntegrityError, PackageError
 from ipunkt.package.manifest import IpManifest, MainDocument, SdpDocument, SdpManifest
-from ipunkt.package.seal import Document, open_package, seal
+from ipunkt.package.seal import Document, from_async, open_package, seal
 from ipunkt.package.testcerts import ThrowawayPki, WrittenPki
 
 SENDER = "910077473"
@@ -228,7 +229,7 @@ MEMORY_PROBE = textwrap.dedent(
     """
     import os, sys, tempfile
     from pathlib import Path
-    from ipunkt.package.seal import Document, open_package, seal
+    from ipunkt.package.seal import Document, from_async, open_package, seal
     from ipunkt.package.testcerts import make_pki
 
     SIZE = int(sys.argv[1])
@@ -272,3 +273,24 @@ def test_sealing_and_opening_200_mb_keeps_memory_flat() -> None:
     growth_kib, package_size = (int(v) for v in line.split()[1:])
     assert package_size > size
     assert growth_kib < 48 * 1024, f"peak RSS grew by {growth_kib / 1024:.1f} MiB"
+
+
+async def test_sealing_attachments_that_stream_on_the_event_loop(pki: ThrowawayPki) -> None:
+    """A plugin's attachments are async iterators; sealing runs in a worker thread."""
+    parts = [os.urandom(100_000) for _ in range(5)]
+
+    async def attachment() -> AsyncIterator[bytes]:
+        for part in parts:
+            await asyncio.sleep(0)
+            yield part
+
+    loop = asyncio.get_running_loop()
+    document = Document("brev.pdf", "application/pdf", from_async(attachment, loop))
+    buffer = io.BytesIO()
+    await asyncio.to_thread(
+        seal, [document], key=pki[SENDER], recipient=pki[RECEIVER].certificate, out=buffer
+    )
+    opened = await asyncio.to_thread(
+        open_package, io.BytesIO(buffer.getvalue()), key=pki[RECEIVER], trust=pki.trust
+    )
+    assert opened.contents.files[0].sha256 == hashlib.sha256(b"".join(parts)).digest()

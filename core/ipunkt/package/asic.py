@@ -345,13 +345,14 @@ def read_asic(
                     raise UnsafeArchive(f"the directory entry {name!r} has content")
                 continue
             if name == "mimetype" or name.upper().startswith("META-INF/"):
-                data = b""
+                buffer = bytearray()
                 for chunk in member:
-                    data += chunk
-                    if len(data) > limits.max_metadata_bytes:
+                    buffer += chunk
+                    if len(buffer) > limits.max_metadata_bytes:
                         raise UnsafeArchive(
                             f"{name} is larger than {limits.max_metadata_bytes} bytes"
                         )
+                data = bytes(buffer)
                 total += len(data)
                 if name == "mimetype":
                     if index != 0:

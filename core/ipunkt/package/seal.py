@@ -13,11 +13,12 @@ nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -78,6 +79,31 @@ class Document:
         path = Path(path)
         guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return cls(name or path.name, mime or guessed, lambda: path.open("rb"), path.stat().st_size)
+
+
+def from_async(
+    open_chunks: Callable[[], AsyncIterator[bytes]], loop: asyncio.AbstractEventLoop
+) -> Callable[[], Iterator[bytes]]:
+    """A :attr:`Document.open` for a source that streams on the event loop.
+
+    :func:`seal` is blocking work for a worker thread (``asyncio.to_thread``); this lets it pull
+    an attachment that the plugin contract gives as an async iterator, chunk by chunk.
+    """
+
+    def chunks() -> Iterator[bytes]:
+        iterator = open_chunks()
+        try:
+            while True:
+                try:
+                    yield asyncio.run_coroutine_threadsafe(anext(iterator), loop).result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                asyncio.run_coroutine_threadsafe(close(), loop).result()
+
+    return chunks
 
 
 @dataclass(frozen=True)

@@ -283,14 +283,13 @@ def verify(document: bytes, *, trust: TrustStore | None, at: datetime | None = N
             continue
         if transforms:
             raise SignatureInvalid(f"signatures.xml transforms the file {uri}, which is refused")
-        name = uri if uri else ""
-        if not name:
+        if not uri:
             raise SignatureInvalid("signatures.xml references the whole document (empty URI)")
-        if name in files or unquote(name) in files:
-            raise SignatureInvalid(f"signatures.xml references {name} twice")
-        files[name] = SignedReference(digest_name, digest, None)
+        if uri in files or unquote(uri) in files:
+            raise SignatureInvalid(f"signatures.xml references {uri} twice")
+        files[uri] = SignedReference(digest_name, digest, None)
         if reference.get("Id"):
-            by_id[reference.get("Id", "")] = name
+            by_id[reference.get("Id", "")] = uri
     if signed_properties is None:
         raise SignatureInvalid("signatures.xml does not sign its SignedProperties (not XAdES)")
 
