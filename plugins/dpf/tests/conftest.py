@@ -136,16 +136,8 @@ class _Response:
 class SpecCheck:
     """Checks every SvarUt request (and its answer) against the published OpenAPI."""
 
-    def __init__(self, specs: Path) -> None:
-        svarut = specs / "svarut"
-        self.send = OpenAPI.from_dict(
-            json.loads((svarut / "forsendelse-send-api-v3.json").read_text())
-        )
-        # The status API declares its body as */*; SvarUt's own client sends JSON.
-        self.status = OpenAPI.from_dict(
-            json.loads((svarut / "forsendelse-status-api-v3.json").read_text()),
-            config=Config(extra_media_type_deserializers={"*/*": json.loads}),
-        )
+    def __init__(self, apis: tuple[OpenAPI, OpenAPI]) -> None:
+        self.send, self.status = apis
         self.seen: list[Seen] = []
         self.violations: list[str] = []
 
@@ -214,6 +206,19 @@ class SpecCheck:
         return validate
 
 
+@pytest.fixture(scope="session")
+def svarut_apis(specs: Path) -> tuple[OpenAPI, OpenAPI]:
+    """SvarUt's send and status APIs (v3), as published."""
+    svarut = specs / "svarut"
+    send = OpenAPI.from_dict(json.loads((svarut / "forsendelse-send-api-v3.json").read_text()))
+    # The status API declares its body as */*; SvarUt's own client sends JSON.
+    status = OpenAPI.from_dict(
+        json.loads((svarut / "forsendelse-status-api-v3.json").read_text()),
+        config=Config(extra_media_type_deserializers={"*/*": json.loads}),
+    )
+    return send, status
+
+
 @dataclass
 class Svarut:
     """The fake on a real port, the accounts and mailboxes made for the tests."""
@@ -233,13 +238,13 @@ class Svarut:
 @pytest.fixture
 async def svarut(
     tmp_path: Path,
-    specs: Path,
+    svarut_apis: tuple[OpenAPI, OpenAPI],
     svarut_key: OrganisationKey,
     sender_key: OrganisationKey,
     receiver_key: OrganisationKey,
 ) -> AsyncIterator[Svarut]:
     fake = FakeSvarUt(tmp_path / "svarut", key=svarut_key)
-    spec = SpecCheck(specs)
+    spec = SpecCheck(svarut_apis)
     app = fake.app()
     app.middlewares.insert(0, spec.middleware())
     server = TestServer(app, host="127.0.0.1")

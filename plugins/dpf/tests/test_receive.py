@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ipunkt.package.manifest import IpManifest
 from ipunkt.package.seal import open_package
-from ipunkt.plugin import ReceiptStatus
+from ipunkt.plugin import ReceiptStatus, TransientError
 from lxml import etree
 
 
@@ -85,3 +88,144 @@ async def test_a_reply_names_the_forsendelse_it_answers(
     scopes = _scopes(sink.received[1].sbd)
     assert scopes["ReceiverRef"]["instanceIdentifier"] == original.external_reference
     assert scopes["ConversationId"]["instanceIdentifier"] == answered.external_reference
+
+
+def _reports(svarut: Any) -> list[Any]:
+    return [s for s in svarut.spec.seen if "/mottakFeilet/" in s.path]
+
+
+async def test_a_forsendelse_we_cannot_open_is_refused_and_the_sender_learns_why(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any, kit: Any,
+    sender_key: Any,
+) -> None:
+    # SvarUt holds the wrong certificate for the receiver's mottakersystem.
+    mailbox = svarut.receiver_mailbox
+    svarut.fake.add_mailbox(kit.receiver, sender_key.certificate, username=mailbox.username,
+                            password=mailbox.password)
+    message = messages.make()
+    reference = (await channel.send(message)).external_reference
+
+    await receiving.poll_incoming(sink)
+
+    assert sink.received == []
+    (report,) = _reports(svarut)
+    body = json.loads(report.body)
+    assert body["permanent"] is True
+    assert "not encrypted to our certificate" in body["feilmelding"]
+    assert svarut.fake.forsendelser[reference].status == "FEILET_UNDER_MOTTAK"
+    (update,) = await channel.poll_statuses([messages.pollable(message, reference)])
+    assert update.status is ReceiptStatus.FEIL
+    assert "not encrypted to our certificate" in update.description
+    await receiving.poll_incoming(sink)
+    assert len(_reports(svarut)) == 1  # no longer offered
+
+
+async def test_when_the_core_cannot_store_it_svarut_keeps_it_for_later(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    sink.failures.append(OSError("disk full"))
+
+    await receiving.poll_incoming(sink)
+
+    (report,) = _reports(svarut)
+    assert json.loads(report.body) == {
+        "feilmelding": "the integration point could not store the forsendelse: disk full",
+        "permanent": False,
+    }
+    assert svarut.fake.forsendelser[reference].status == "KLAR_FOR_MOTTAK"
+    await receiving.poll_incoming(sink)
+    assert len(sink.received) == 1
+    assert svarut.fake.forsendelser[reference].status == "LEST"
+
+
+async def test_a_lost_confirmation_does_not_store_twice(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    svarut.fake.faults.fail("kvitter", 503)
+    await receiving.poll_incoming(sink)
+    assert svarut.fake.forsendelser[reference].status == "KLAR_FOR_MOTTAK"
+
+    await receiving.poll_incoming(sink)
+
+    assert len(sink.received) == 1
+    assert svarut.fake.forsendelser[reference].status == "LEST"
+    assert _reports(svarut) == []
+
+
+@pytest.mark.parametrize("fault", ["truncate", "fail"])
+async def test_a_broken_download_is_tried_again_at_the_next_poll(
+    fault: str, channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    getattr(svarut.fake.faults, fault)("download")
+
+    await receiving.poll_incoming(sink)
+
+    assert sink.received == []
+    assert _reports(svarut) == []
+    assert list(receiving.config.work_dir and Path(receiving.config.work_dir).iterdir()) == []
+    await receiving.poll_incoming(sink)
+    assert len(sink.received) == 1
+    assert svarut.fake.forsendelser[reference].status == "LEST"
+
+
+async def test_a_document_that_does_not_match_its_digest_is_refused(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    stored = svarut.fake.forsendelser[reference]
+    stored.files[1] = replace(stored.files[1], sha256="00" * 32)
+
+    await receiving.poll_incoming(sink)
+
+    (report,) = _reports(svarut)
+    assert "kart.png does not match its sha256hash" in json.loads(report.body)["feilmelding"]
+    assert sink.received == []
+
+
+async def test_documents_in_another_order_than_announced_are_still_taken(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any, receiver_key: Any,
+    tmp_path: Path, kit: Any,
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    svarut.fake.forsendelser[reference].files.reverse()
+
+    await receiving.poll_incoming(sink)
+
+    (received,) = sink.received
+    with received.package.open("rb") as package:
+        opened = open_package(package, key=receiver_key, trust=None, destination=tmp_path / "x")
+    assert {p.name: p.read_bytes() for p in opened.paths}["vedtak.pdf"] == kit.pdf
+    downloads = [s for s in svarut.spec.seen
+                 if s.path.startswith("/tjenester/svarinn/forsendelse/")]
+    assert len(downloads) == 3  # the first try, the scan of the order, the second try
+
+
+async def test_a_file_svarinn_did_not_announce_is_refused(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any
+) -> None:
+    reference = (await channel.send(messages.make())).external_reference
+    svarut.fake.forsendelser[reference].files.pop()
+
+    await receiving.poll_incoming(sink)
+
+    (report,) = _reports(svarut)
+    assert "holds kart.png, not in filmetadata" in json.loads(report.body)["feilmelding"]
+
+
+async def test_svarinn_unavailable_is_transient(receiving: Any, svarut: Any, sink: Any) -> None:
+    svarut.fake.faults.fail("hent", 503)
+    with pytest.raises(TransientError, match="hentNyeForsendelser: HTTP 503"):
+        await receiving.poll_incoming(sink)
+
+
+async def test_a_receive_only_poll_without_forsendelser_does_nothing(
+    receiving: Any, svarut: Any, sink: Any
+) -> None:
+    await receiving.poll_incoming(sink)
+    assert sink.received == []
+    (poll,) = svarut.spec.seen
+    assert poll.path == "/tjenester/svarinn/mottaker/hentNyeForsendelser"
+    assert poll.headers["Authorization"].startswith("Basic ")

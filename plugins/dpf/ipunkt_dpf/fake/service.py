@@ -283,7 +283,7 @@ class FakeSvarUt:
                code: str | None = None) -> web.Response:
         """SvarUt's ErrorMessage."""
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        body = {
+        body: dict[str, Any] = {
             "timestamp": int(datetime.now(UTC).timestamp() * 1000),
             "status": status,
             "error": phrase,
@@ -291,9 +291,9 @@ class FakeSvarUt:
             "path": request.path,
             "originalPath": request.path,
             "message": message,
-            "errorCode": code,
-            "errorJson": None,
         }
+        if code is not None:
+            body["errorCode"] = code
         response = web.json_response(body, status=status)
         if status == 401 and request.path.startswith("/tjenester/svarinn"):
             response.headers["WWW-Authenticate"] = 'Basic realm="SvarInn"'
