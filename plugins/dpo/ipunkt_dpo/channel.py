@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import aiohttp
+from ipunkt.package.errors import PackageError
 from ipunkt.plugin import (
     Attachment,
     Channel,
@@ -104,6 +106,10 @@ class DPOChannel(Channel):
         """References whose initialize went unanswered: the transfer may exist."""
         self._replies: list[dict[str, Any]] = []
         """Status replies that could not be sent yet; tried again at the next poll."""
+        self._untaken: set[tuple[str, str]] = set()
+        """(organisation, transfer id) of files whose taking failed; tried at the next poll."""
+        self._next_sweep: float | None = None
+        """When to look again for downloads started but never confirmed (monotonic clock)."""
         self._last_error: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -266,7 +272,12 @@ class DPOChannel(Channel):
                 transfer_id = await self._initialize(organisation, sender, receiver, reference)
             self._started[reference.value] = transfer_id
             chunks = write_broker_file(sbd, seal_into, documents_size=documents_size)
-            await self.client.upload(organisation, transfer_id, chunks)
+            try:
+                await self.client.upload(organisation, transfer_id, chunks)
+            except PackageError as exc:
+                raise PermanentError(f"the package cannot be sealed: {exc}") from exc
+            except OSError as exc:
+                raise TransientError(f"a document could not be read: {exc}") from exc
         except ChannelError as exc:
             self._last_error = str(exc)
             log.warning("dpo: send failed", error=str(exc), kind=type(exc).__name__)
@@ -356,20 +367,24 @@ class DPOChannel(Channel):
 
     async def poll_incoming(self, sink: IncomingSink) -> None:
         await self._send_pending_replies()
+        sweep = self._next_sweep is None or time.monotonic() >= self._next_sweep
         failures: list[str] = []
         for organisation in self.organisations:
             try:
-                await self._poll_for(organisation, sink, failures)
+                await self._poll_for(organisation, sink, failures, sweep=sweep)
             except ChannelError as exc:
                 failures.append(f"{organisation}: {exc}")
                 self.log.warning("dpo: polling failed", organisation=organisation, error=str(exc))
+        if sweep and not failures:
+            self._next_sweep = time.monotonic() + self.config.unconfirmed_sweep_interval
         self._last_error = failures[0] if failures else None
         if failures:
             raise TransientError(
                 f"{len(failures)} problem(s) polling the broker; first: {failures[0]}"
             )
 
-    async def _poll_for(self, organisation: str, sink: IncomingSink, failures: list[str]) -> None:
+    async def _available(self, organisation: str, *, sweep: bool) -> list[str]:
+        """Published files for us: new ones, and (sweeping) ones never confirmed."""
         ids = await self.client.list_transfers(
             organisation,
             Scope.READ,
@@ -377,16 +392,37 @@ class DPOChannel(Channel):
             status="Published",
             recipient_status="Initialized",
         )
+        if sweep:
+            ids += await self.client.list_transfers(
+                organisation,
+                Scope.READ,
+                resource=self.config.resource,
+                status="Published",
+                recipient_status="DownloadStarted",
+            )
+        ids += [t for o, t in sorted(self._untaken) if o == organisation]
+        return list(dict.fromkeys(ids))
+
+    async def _poll_for(
+        self, organisation: str, sink: IncomingSink, failures: list[str], *, sweep: bool
+    ) -> None:
         overviews = []
-        for transfer_id in ids:
+        for transfer_id in await self._available(organisation, sweep=sweep):
             try:
                 overviews.append(await self.client.overview(organisation, Scope.READ, transfer_id))
             except ChannelError as exc:
                 failures.append(f"{transfer_id}: {exc}")
+        me = f"0192:{organisation}"
         ours = [
             o
             for o in overviews
-            if message_channel.accepts(
+            if o.get("fileTransferStatus") == "Published"
+            and any(
+                r.get("recipient") == me
+                and r.get("currentRecipientFileTransferStatusCode") != "DownloadConfirmed"
+                for r in o.get("recipients") or ()
+            )
+            and message_channel.accepts(
                 o.get("sendersFileTransferReference"), self.config.message_channel
             )
         ]
@@ -396,10 +432,13 @@ class DPOChannel(Channel):
             try:
                 await self._take(organisation, transfer_id, sink)
             except ChannelError as exc:
+                self._untaken.add((organisation, transfer_id))
                 failures.append(f"{transfer_id}: {exc}")
                 self.log.warning(
                     "dpo: could not take a file", file_transfer_id=transfer_id, error=str(exc)
                 )
+            else:
+                self._untaken.discard((organisation, transfer_id))
 
     async def _take(self, organisation: str, transfer_id: str, sink: IncomingSink) -> None:
         log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)

@@ -183,15 +183,34 @@ class BrokerClient:
         return transfer_id
 
     async def upload(self, org: str, transfer_id: str, chunks: AsyncIterable[bytes]) -> None:
-        """Stream the file of an initialized transfer (chunked; its size need not be known)."""
-        await self._json(
-            "POST",
-            f"/filetransfer/{transfer_id}/upload",
-            org,
-            Scope.WRITE,
-            data=chunks,
-            content_type="application/octet-stream",
-        )
+        """Stream the file of an initialized transfer (chunked; its size need not be known).
+
+        An error raised by ``chunks`` itself (the package could not be made) is raised as it
+        is, not as the broken connection aiohttp reports for it.
+        """
+        failures: list[Exception] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            except Exception as exc:  # not CancelledError: aiohttp stops a body it needs no more
+                failures.append(exc)
+                raise
+
+        try:
+            await self._json(
+                "POST",
+                f"/filetransfer/{transfer_id}/upload",
+                org,
+                Scope.WRITE,
+                data=body(),
+                content_type="application/octet-stream",
+            )
+        except BrokerUnavailable:
+            if failures:
+                raise failures[0] from None
+            raise
 
     async def list_transfers(
         self,

@@ -23,6 +23,9 @@ class DPOConfig(ChannelConfig):
     needs its own Altinn system user."""
     poll_interval: float = Field(15.0, gt=0)
     """Seconds between polls of the broker for incoming files."""
+    unconfirmed_sweep_interval: float = Field(300.0, gt=0)
+    """Seconds between looks for files whose download started but was never confirmed (the
+    store failed, or the process died between download and confirmation); also done at start."""
     upload_size_limit: int = Field(GIB, gt=0)
     """The largest total size of one message's files, in bytes (the original's 1 GB)."""
     connect_timeout: float = Field(3.0, gt=0)

@@ -3,7 +3,7 @@
 Older senders put the SBD in the broker file as XML (JAXB's StandardBusinessDocument: the
 header in the GS1 namespace, the business message in eFormidling's). The original still reads
 it; so does this channel. Element names become lowerCamelCase keys, the header's repeatable
-elements (``Sender``, ``Receiver``, ``Scope``, ``ScopeInformation``) become lists, an
+elements (``Sender``, ``Receiver``, ``Scope``, ``ScopeInformation``) become lists, a party's
 ``Identifier``'s ``Authority`` attribute and text become ``authority`` and ``value``, and the
 business message's elements become nested objects (repeated elements: lists) of strings.
 """
@@ -31,7 +31,9 @@ def _key(element: etree._Element) -> str:
 
 def _header_value(element: etree._Element) -> Any:
     children = [c for c in element if isinstance(c.tag, str)]
-    if etree.QName(element).localname == "Identifier":
+    parent = element.getparent()
+    in_partner = parent is not None and etree.QName(parent).localname in ("Sender", "Receiver")
+    if in_partner and etree.QName(element).localname == "Identifier":
         return {"authority": element.get("Authority"), "value": (element.text or "").strip()}
     if not children:
         return (element.text or "").strip()

@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from cryptography import x509
+from ipunkt.package.errors import PackageError
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.manifest import IpManifest, MainDocument
 from ipunkt.package.seal import Document, seal
+from ipunkt.package.trust import check_rsa, check_usage, check_validity
 from ipunkt.plugin import Attachment, PermanentError
 
 from ipunkt_dpo.broker_file import SealInto
@@ -27,9 +29,15 @@ def receiver_certificate(service_record: Mapping[str, Any] | None) -> x509.Certi
     if not isinstance(pem, str) or not pem.strip():
         raise PermanentError("the receiver's service record has no pemCertificate to seal to")
     try:
-        return x509.load_pem_x509_certificate(pem.encode())
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        check_rsa(certificate)
+        check_validity(certificate)
+        check_usage(certificate, ("key_encipherment",))
     except ValueError as exc:
         raise PermanentError(f"the receiver's pemCertificate cannot be read: {exc}") from exc
+    except PackageError as exc:
+        raise PermanentError(f"cannot seal to the receiver's certificate: {exc}") from exc
+    return certificate
 
 
 def _pull(

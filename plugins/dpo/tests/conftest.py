@@ -6,8 +6,11 @@ against the published OpenAPI document of the Altinn 3 broker when the test ends
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import warnings
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +33,7 @@ from ipunkt.plugin import (
 )
 from ipunkt.testing import specs_dir
 from ipunkt_dpo.channel import DPOChannel
+from ipunkt_dpo.client import BrokerClient, FileTransferInitialize, Scope
 from ipunkt_dpo.config import DPOConfig
 from ipunkt_dpo.fake import AltinnTokens, FakeBroker, JournalEntry
 from jsonschema_path import SchemaPath
@@ -129,13 +133,9 @@ class RecordingSink:
     async def receive(self, message: IncomingMessage) -> bool:
         if self.fail_with is not None:
             raise self.fail_with
-        message_id = message.sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-            "instanceIdentifier"
-        ]
-        if any(
-            _message_id(sbd) == message_id and _type(sbd) == _type(message.sbd)
-            for sbd, _ in self.received
-        ):
+        # As the core must: a status reuses the original's messageId, so MOTTATT and LEVERT
+        # for one message are two messages.
+        if any(_identity(sbd) == _identity(message.sbd) for sbd, _ in self.received):
             return False
         path = None
         if message.payload is not None:
@@ -150,10 +150,10 @@ class RecordingSink:
         return [(sbd, path) for sbd, path in self.received if _type(sbd) == kind]
 
 
-def _message_id(sbd: Mapping[str, Any]) -> str:
-    return str(
-        sbd["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
-    )
+def _identity(sbd: Mapping[str, Any]) -> tuple[str, str, str]:
+    identification = sbd["standardBusinessDocumentHeader"]["documentIdentification"]
+    status = sbd.get("status", {}).get("status", "") if _type(sbd) == "status" else ""
+    return identification["instanceIdentifier"], identification["type"], status
 
 
 def _type(sbd: Mapping[str, Any]) -> str:
@@ -170,7 +170,7 @@ class World:
     channels: list[DPOChannel] = field(default_factory=list)
 
     def context(self, organisation: str, **config: Any) -> ChannelContext:
-        settings = DPOConfig(enabled=True, broker_url=self.broker_url, **config)
+        settings = DPOConfig(**{"enabled": True, "broker_url": self.broker_url, **config})
         return ChannelContext(
             organisation=organisation,
             config=settings,
@@ -183,6 +183,39 @@ class World:
         await channel.start()
         self.channels.append(channel)
         return channel
+
+    async def put_file(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        *,
+        reference: str | None = None,
+    ) -> str:
+        """A file on the broker from ``sender`` to ``recipient``, made by the broker API."""
+        async with aiohttp.ClientSession() as session:
+            tokens = self.tokens[sender]
+
+            async def token(organisation: str, scope: Scope) -> str:
+                return await tokens.token([scope.value], altinn=True)
+
+            client = BrokerClient(self.broker_url, session, token)
+            transfer_id = await client.initialize(
+                sender,
+                FileTransferInitialize(
+                    file_name="sbd.zip",
+                    resource_id="eformidling-dpo-meldingsutveksling",
+                    sender=f"0192:{sender}",
+                    recipients=[f"0192:{recipient}"],
+                    senders_file_transfer_reference=reference or str(uuid.uuid4()),
+                ),
+            )
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield data
+
+            await client.upload(sender, transfer_id, chunks())
+            return transfer_id
 
     def service_record(self, organisation: str) -> dict[str, Any]:
         return {
@@ -311,6 +344,19 @@ class Kit:
         return Attachment(filename, mime, len(data), chunks, primary=primary)
 
     @staticmethod
+    def sbd_zip(*members: tuple[str, bytes]) -> bytes:
+        """A ZIP of ``(name, data)`` members, in that order."""
+        buffer = io.BytesIO()
+        with (
+            zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")  # a duplicate name is what some tests want
+            for name, data in members:
+                archive.writestr(name, data)
+        return buffer.getvalue()
+
+    @staticmethod
     def outgoing(
         sbd: dict[str, Any],
         attachments: Sequence[Attachment] = (),
@@ -337,7 +383,15 @@ def kit() -> type[Kit]:
 
 
 @pytest.fixture
-def sink(tmp_path: Path) -> RecordingSink:
-    folder = tmp_path / "received"
-    folder.mkdir()
-    return RecordingSink(folder)
+def make_sink(tmp_path: Path) -> Callable[[], RecordingSink]:
+    def make() -> RecordingSink:
+        folder = tmp_path / f"received-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        return RecordingSink(folder)
+
+    return make
+
+
+@pytest.fixture
+def sink(make_sink: Callable[[], RecordingSink]) -> RecordingSink:
+    return make_sink()

@@ -2,41 +2,360 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from ipunkt.package.seal import open_package
+from ipunkt.plugin import TransientError
+
+from ipunkt_dpo.fake import Fault, FaultKind
+
+ARKIVMELDING = b"<arkivmelding>saksmappe</arkivmelding>"
 
 
-async def test_a_message_travels_from_a_to_b_and_mottatt_comes_back(
-    world: Any, kit: Any, sink: Any, tmp_path: Path
+async def _send(world: Any, kit: Any, channel: Any, sender: str, receiver: str, **sbd: Any) -> Any:
+    message = kit.outgoing(
+        kit.arkivmelding_sbd(f"0192:{sender}", f"0192:{receiver}", **sbd),
+        [kit.attachment("arkivmelding.xml", ARKIVMELDING, primary=True)],
+        world.service_record(receiver),
+    )
+    await channel.send(message)
+    return message
+
+
+def _recipient_status(world: Any, transfer_id: str, organisation: str) -> str:
+    return world.broker.transfers[transfer_id].recipient_status(f"0192:{organisation}").value
+
+
+async def test_a_message_reaches_b_sealed_and_mottatt_comes_back(
+    world: Any, kit: Any, make_sink: Any, tmp_path: Path
 ) -> None:
     a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
-    sbd = kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}")
-    message = kit.outgoing(
-        sbd, [kit.attachment("arkivmelding.xml", b"<a/>", primary=True)], world.service_record(kit.ORG_B)
+    message = await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
+    transfer_id = next(iter(world.broker.transfers))
+    b_sink = make_sink()
+
+    await b.poll_incoming(b_sink)
+
+    [(received, package)] = b_sink.received
+    assert received == message.sbd
+    open_package(
+        package.open("rb"),
+        key=world.pki[kit.ORG_B],
+        trust=world.pki.trust,
+        destination=tmp_path / "out",
     )
-    sent = await a.send(message)
+    assert (tmp_path / "out" / "arkivmelding.xml").read_bytes() == ARKIVMELDING
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    assert world.broker.transfers[transfer_id].status.value == "AllConfirmedDownloaded"
+
+    a_sink = make_sink()
+    await a.poll_incoming(a_sink)
+    [(reply, payload)] = a_sink.received
+    assert payload is None
+    assert reply["status"] == {"status": "MOTTATT"}
+    header = reply["standardBusinessDocumentHeader"]
+    assert header["documentIdentification"]["instanceIdentifier"] == message.message_id
+    assert header["documentIdentification"]["standard"] == "urn:no:difi:eformidling:xsd::status"
+    assert header["businessScope"]["scope"][0]["instanceIdentifier"] == message.conversation_id
+    assert (
+        header["businessScope"]["scope"][0]["identifier"]
+        == "urn:no:difi:profile:arkivmelding:response:ver1.0"
+    )
+    assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.ORG_B}"
+    assert header["receiver"][0]["identifier"]["value"] == f"0192:{kit.ORG_A}"
+
+    await a.poll_incoming(make_sink())
+    assert len(world.broker.transfers) == 2, "a status message is not answered"
+
+
+async def test_delivered_to_client_sends_levert(world: Any, kit: Any, make_sink: Any) -> None:
+    a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
+    message = await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
+    b_sink = make_sink()
+    await b.poll_incoming(b_sink)
+
+    await b.delivered_to_client(b_sink.received[0][0])
+
+    a_sink = make_sink()
+    await a.poll_incoming(a_sink)
+    assert [s["status"]["status"] for s, _ in a_sink.of_type("status")] == ["MOTTATT", "LEVERT"]
+    assert {
+        s["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
+        for s, _ in a_sink.received
+    } == {message.message_id}
+    before = len(world.broker.transfers)
+    await a.delivered_to_client(a_sink.received[0][0])
+    assert len(world.broker.transfers) == before, "a status is never answered with LEVERT"
+
+
+async def test_nothing_is_confirmed_before_the_sink_has_stored_it(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
+    await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
+    transfer_id = next(iter(world.broker.transfers))
+    failing = make_sink()
+    failing.fail_with = TransientError("the store is full")
+
+    with pytest.raises(TransientError, match="the store is full"):
+        await b.poll_incoming(failing)
+
+    assert failing.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadStarted"
+    assert len(world.broker.transfers) == 1, "no MOTTATT for what was not stored"
+    working = make_sink()
+    await b.poll_incoming(working)
+    assert len(working.received) == 1
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+
+
+async def test_a_download_that_breaks_off_is_taken_at_the_next_poll(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
+    await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
+    transfer_id = next(iter(world.broker.transfers))
+    world.broker.inject(Fault(FaultKind.TRUNCATE, method="GET", path="/download$"))
+    sink = make_sink()
+
+    with pytest.raises(TransientError, match="broke off|not completed|payload"):
+        await b.poll_incoming(sink)
+
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadStarted"
+    await b.poll_incoming(sink)
+    assert len(sink.received) == 1
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+
+
+def _valid_sbd(kit: Any, **changes: Any) -> bytes:
+    return json.dumps(kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}", **changes)).encode()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("not a zip", "not a readable ZIP"),
+        ("no sbd", "neither sbd.json nor content.xml"),
+        ("sbd not json", "sbd.json is not JSON"),
+        ("message id not a uuid", "messageId 'ikke-en-uuid' is not a UUID"),
+        ("no business message", "no 'arkivmelding' business message"),
+        ("two sbds", "more than one SBD"),
+    ],
+)
+async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
+    world: Any, kit: Any, make_sink: Any, case: str, reason: str
+) -> None:
+    build = {
+        "not a zip": lambda: b"PK\x03\x04 this is not a zip file at all",
+        "no sbd": lambda: kit.sbd_zip(("asic.zip", b"0\x80 sealed")),
+        "sbd not json": lambda: kit.sbd_zip(("sbd.json", b"{not json")),
+        "message id not a uuid": lambda: kit.sbd_zip(
+            ("sbd.json", _valid_sbd(kit, message_id="ikke-en-uuid"))
+        ),
+        "no business message": lambda: kit.sbd_zip(("sbd.json", _valid_sbd(kit, body=[]))),
+        "two sbds": lambda: kit.sbd_zip(("sbd.json", _valid_sbd(kit)), ("sbd.json", _valid_sbd(kit))),
+    }
+    data = build[case]()
+    transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, data)
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    with structlog.testing.capture_logs() as logs:
+        await b.poll_incoming(sink)
+
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    discarded = [e for e in logs if e["event"] == "dpo: discarding a broken file"]
+    assert len(discarded) == 1 and reason in discarded[0]["reason"], logs
+    assert discarded[0]["file_transfer_id"] == transfer_id
+    assert len(world.broker.transfers) == 1, "no status reply for a discarded file"
+
+
+async def test_a_file_left_unconfirmed_by_a_crash_is_taken_after_a_restart(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
+    await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
+    transfer_id = next(iter(world.broker.transfers))
+    failing = make_sink()
+    failing.fail_with = TransientError("killed while storing")
+    with pytest.raises(TransientError):
+        await b.poll_incoming(failing)
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadStarted"
+
+    restarted = await world.channel(kit.ORG_B)
+    sink = make_sink()
+    await restarted.poll_incoming(sink)
+
+    assert len(sink.received) == 1
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    listed = [
+        e.query.get("recipientStatus") for e in world.broker.journal if e.path.endswith("/filetransfer") and e.method == "GET"
+    ]
+    assert ["DownloadStarted"] in listed, "a restarted channel looks for unconfirmed downloads"
+
+
+async def test_legacy_content_xml_is_read(world: Any, kit: Any, make_sink: Any) -> None:
+    content = f"""<?xml version="1.0" encoding="UTF-8"?>
+<StandardBusinessDocument xmlns="http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader">
+  <StandardBusinessDocumentHeader>
+    <HeaderVersion>1.0</HeaderVersion>
+    <Sender><Identifier Authority="iso6523-actorid-upis">9908:{kit.ORG_A}</Identifier></Sender>
+    <Receiver><Identifier Authority="iso6523-actorid-upis">9908:{kit.ORG_B}</Identifier></Receiver>
+    <DocumentIdentification>
+      <Standard>urn:no:difi:arkivmelding:xsd::arkivmelding</Standard>
+      <TypeVersion>2.0</TypeVersion>
+      <InstanceIdentifier>ff88849c-e281-4809-8555-7cd54952b919</InstanceIdentifier>
+      <Type>arkivmelding</Type>
+      <CreationDateAndTime>2019-03-25T11:35:00+01:00</CreationDateAndTime>
+    </DocumentIdentification>
+    <BusinessScope>
+      <Scope>
+        <Type>ConversationId</Type>
+        <InstanceIdentifier>37efbd4c-413d-4e2c-bbc5-257ef4a65a45</InstanceIdentifier>
+        <Identifier>urn:no:difi:profile:arkivmelding:administrasjon:ver1.0</Identifier>
+        <ScopeInformation><ExpectedResponseDateTime>2019-05-10T01:31:52+02:00</ExpectedResponseDateTime></ScopeInformation>
+      </Scope>
+    </BusinessScope>
+  </StandardBusinessDocumentHeader>
+  <arkivmelding xmlns="urn:no:difi:meldingsutveksling:2.0">
+    <sikkerhetsnivaa>3</sikkerhetsnivaa>
+    <hoveddokument>arkivmelding.xml</hoveddokument>
+  </arkivmelding>
+</StandardBusinessDocument>""".encode()
+    await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("content.xml", content), ("asic.zip", b"sealed")))
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    await b.poll_incoming(sink)
+
+    [(sbd, package)] = sink.received
+    header = sbd["standardBusinessDocumentHeader"]
+    assert header["sender"] == [
+        {"identifier": {"authority": "iso6523-actorid-upis", "value": f"9908:{kit.ORG_A}"}}
+    ]
+    assert header["documentIdentification"]["instanceIdentifier"] == "ff88849c-e281-4809-8555-7cd54952b919"
+    assert header["businessScope"]["scope"][0] == {
+        "type": "ConversationId",
+        "instanceIdentifier": "37efbd4c-413d-4e2c-bbc5-257ef4a65a45",
+        "identifier": "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0",
+        "scopeInformation": [{"expectedResponseDateTime": "2019-05-10T01:31:52+02:00"}],
+    }
+    assert sbd["arkivmelding"] == {"sikkerhetsnivaa": "3", "hoveddokument": "arkivmelding.xml"}
+    assert package.read_bytes() == b"sealed"
+
+
+async def test_a_package_before_its_sbd_is_spooled(world: Any, kit: Any, make_sink: Any) -> None:
+    sealed = bytes(range(256)) * 5000
+    await world.put_file(
+        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("asic.zip", sealed), ("sbd.json", _valid_sbd(kit)))
+    )
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    await b.poll_incoming(sink)
+
+    [(_, package)] = sink.received
+    assert package.read_bytes() == sealed
+
+
+async def test_a_duplicate_is_confirmed_but_handed_on_once(world: Any, kit: Any, make_sink: Any) -> None:
+    data = kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id="0a8f3d1c-5a4b-4bb0-9f5e-1d2c3b4a5f60")))
+    first = await world.put_file(kit.ORG_A, kit.ORG_B, data)
+    second = await world.put_file(kit.ORG_A, kit.ORG_B, data)
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
 
     await b.poll_incoming(sink)
 
     assert len(sink.received) == 1
-    received, package = sink.received[0]
-    assert received == sbd
-    opened = open_package(package.open("rb"), key=world.pki[kit.ORG_B], trust=world.pki.trust, destination=tmp_path / "out")
-    assert (tmp_path / "out" / "arkivmelding.xml").read_bytes() == b"<a/>"
-    transfer = world.broker.transfers[sent.external_reference]
-    assert transfer.status.value == "AllConfirmedDownloaded"
-    assert transfer.recipient_status(f"0192:{kit.ORG_B}").value == "DownloadConfirmed"
+    assert _recipient_status(world, first, kit.ORG_B) == "DownloadConfirmed"
+    assert _recipient_status(world, second, kit.ORG_B) == "DownloadConfirmed"
+    replies = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.ORG_B}"]
+    assert len(replies) == 1, "MOTTATT once, for the message that was new"
 
-    statuses = kit.__class__  # placeholder to keep linters calm
-    a_sink = type(sink)(tmp_path / "a")
-    (tmp_path / "a").mkdir()
-    await a.poll_incoming(a_sink)
-    replies = a_sink.of_type("status")
-    assert [r[0]["status"]["status"] for r in replies] == ["MOTTATT"]
-    header = replies[0][0]["standardBusinessDocumentHeader"]
-    assert header["documentIdentification"]["instanceIdentifier"] == message.message_id
-    assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.ORG_B}"
-    assert header["receiver"][0]["identifier"]["value"] == f"0192:{kit.ORG_A}"
-    assert replies[0][1] is None
+
+async def test_oldest_first(world: Any, kit: Any, make_sink: Any) -> None:
+    ids = [
+        "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+        "2b4e28ba-2fa1-41d2-883f-0016d3cca427",
+        "3b4e28ba-2fa1-41d2-883f-0016d3cca427",
+    ]
+    for message_id in ids:
+        await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id=message_id))))
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    await b.poll_incoming(sink)
+
+    taken = [s["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] for s, _ in sink.received]
+    assert taken == ids
+
+
+async def test_message_channels_split_the_files_of_one_organisation(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    plain = await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))))
+    channelled = await world.put_file(
+        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))), reference="saksbehandling"
+    )
+    other = await world.put_file(
+        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))), reference="arkiv"
+    )
+    without = await world.channel(kit.ORG_B)
+    with_channel = await world.channel(kit.ORG_B, message_channel="saksbehandling")
+
+    first, second = make_sink(), make_sink()
+    await without.poll_incoming(first)
+    await with_channel.poll_incoming(second)
+
+    assert len(first.received) == 1 and len(second.received) == 1
+    assert _recipient_status(world, plain, kit.ORG_B) == "DownloadConfirmed"
+    assert _recipient_status(world, channelled, kit.ORG_B) == "DownloadConfirmed"
+    assert _recipient_status(world, other, kit.ORG_B) == "Initialized", "nobody's channel"
+
+
+async def test_the_status_reply_goes_back_on_the_message_channel(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    channel_scope = {"type": "MessageChannel", "identifier": "saksbehandling", "instanceIdentifier": ""}
+    a_channel = await world.channel(kit.ORG_A, message_channel="saksbehandling")
+    a_plain = await world.channel(kit.ORG_A)
+    b = await world.channel(kit.ORG_B)
+    await _send(world, kit, a_channel, kit.ORG_A, kit.ORG_B, extra_scopes=[channel_scope])
+    await b.poll_incoming(make_sink())
+
+    reply = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.ORG_B}"]
+    assert [t.reference for t in reply] == ["saksbehandling"]
+    plain_sink, channel_sink = make_sink(), make_sink()
+    await a_plain.poll_incoming(plain_sink)
+    await a_channel.poll_incoming(channel_sink)
+    assert plain_sink.received == []
+    [(status, _)] = channel_sink.received
+    assert status["status"] == {"status": "MOTTATT"}
+    assert status["standardBusinessDocumentHeader"]["businessScope"]["scope"][1] == channel_scope
+
+
+async def test_files_for_a_reportee_are_taken_with_its_system_user(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    b = await world.channel(kit.ORG_B)
+    a = await world.channel(kit.ORG_A, reportees=(kit.REPORTEE,))
+    message = await _send(world, kit, b, kit.ORG_B, kit.REPORTEE)
+    sink = make_sink()
+
+    await a.poll_incoming(sink)
+
+    [(sbd, _)] = sink.received
+    assert sbd == message.sbd
+    assert ((("altinn:broker.read",), kit.REPORTEE)) in world.tokens[kit.ORG_A].calls
+    [reply] = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.REPORTEE}"]
+    assert reply.recipients == [f"0192:{kit.ORG_B}"]
+    b_sink = make_sink()
+    await b.poll_incoming(b_sink)
+    assert [s["status"]["status"] for s, _ in b_sink.received] == ["MOTTATT"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ipunkt.plugins import PluginStatus, load_plugins
-
 from ipunkt_dpo.channel import DPOChannel
 
 
