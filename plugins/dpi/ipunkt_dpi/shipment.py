@@ -55,7 +55,8 @@ from ipunkt_dpi.business_messages import (
 NORWAY = ZoneInfo("Europe/Oslo")
 MISSING_TITLE = "Missing title"
 REPETITIONS = (0, 7)
-NORWAY_NAMES = ("norway", "norge")
+NORWAY_NAMES = ("norge", "norway", "no", "nor")
+"""What the Service Registry counts as Norway (its ``PostAddress.isNorge``)."""
 KINDS = {"digital": "digital", "print": "utskrift"}
 """Next Move message type -> DPI business message type."""
 
@@ -221,26 +222,31 @@ def _address(given: Mapping[str, Any]) -> AdresseInformasjon:
     )
 
 
-def _record_address(address: Mapping[str, Any]) -> dict[str, Any]:
-    """A Service Registry ``postAddress``/``returnAddress`` in the Next Move shape."""
-    street = [line.strip() for line in str(address.get("street") or "").split(";")]
-    given: dict[str, Any] = {"navn": address.get("name")}
-    for n, line in enumerate([s for s in street if s][:4], start=1):
-        given[f"adresselinje{n}"] = line
-    given.update(
-        postnummer=address.get("postalCode"),
-        poststed=address.get("postalArea"),
-        land=address.get("country"),
-    )
-    return given
+def _with_record_defaults(given: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The original's ``setReceiverDefaults``: each field the message leaves empty comes from
+    the Service Registry's address (``street`` holds the lines, separated by ``;``)."""
+    merged = {key: _text(value) for key, value in given.items()}
+    if not merged.get("navn"):
+        merged["navn"] = _text(record.get("name"))
+    if not merged.get("adresselinje1"):
+        lines = str(record.get("street") or "").split(";")[:4]
+        for n, line in enumerate(lines, start=1):
+            merged[f"adresselinje{n}"] = _text(line)
+    for key, source in (
+        ("postnummer", "postalCode"),
+        ("poststed", "postalArea"),
+        ("land", "country"),
+    ):
+        if not merged.get(key):
+            merged[key] = _text(record.get(source))
+    return merged
 
 
 def _choose_address(
-    given: Mapping[str, Any], fallback: Mapping[str, Any], what: str
+    given: Mapping[str, Any], record: Mapping[str, Any], what: str
 ) -> AdresseInformasjon:
-    source = given if any(_text(v) for v in given.values()) else _record_address(fallback)
     try:
-        return _address(source)
+        return _address(_with_record_defaults(given, record))
     except ValidationError as exc:
         raise _refuse(f"{what}: {_describe(exc)}") from exc
 
@@ -379,23 +385,24 @@ def _digital(
 ) -> Callable[[Dokumentpakkefingeravtrykk, str], Digital]:
     info = _section(body, "digitalPostInfo")
     notices = _section(body, "varsler")
+    email_text, sms_text = _text(notices.get("epostTekst")), _text(notices.get("smsTekst"))
+    email, mobile = _text(record.get("epostAdresse")), _text(record.get("mobilnummer"))
+    epostvarsel = smsvarsel = None
     try:
-        email_text, sms_text = _text(notices.get("epostTekst")), _text(notices.get("smsTekst"))
-        email, mobile = _text(record.get("epostAdresse")), _text(record.get("mobilnummer"))
-        varsler = Varsler(
-            epostvarsel=Epostvarsel(
+        if email and email_text:
+            epostvarsel = Epostvarsel(
                 epostadresse=email, varslingstekst=email_text, repetisjoner=REPETITIONS
             )
-            if email and email_text
-            else None,
-            smsvarsel=Smsvarsel(
+    except ValidationError as exc:
+        raise _refuse(f"varsler.epostvarsel: {_describe(exc)}") from exc
+    try:
+        if mobile and sms_text:
+            smsvarsel = Smsvarsel(
                 mobiltelefonnummer=mobile, varslingstekst=sms_text, repetisjoner=REPETITIONS
             )
-            if mobile and sms_text
-            else None,
-        )
     except ValidationError as exc:
-        raise _refuse(f"varsler: {_describe(exc)}") from exc
+        raise _refuse(f"varsler.smsvarsel: {_describe(exc)}") from exc
+    varsler = Varsler(epostvarsel=epostvarsel, smsvarsel=smsvarsel)
     level = body.get("sikkerhetsnivaa")
     title = _text(body.get("tittel"))
     fields: dict[str, Any] = {
