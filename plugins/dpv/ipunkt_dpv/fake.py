@@ -75,16 +75,17 @@ _RECORDED = web.RequestKey("recorded", bool)
 
 
 class ManualClock:
-    """A clock a test moves by hand, so that lifecycles need no sleeping."""
+    """Real time, moved forward by hand, so that lifecycles need no sleeping (and timestamps
+    the client sends, such as requestedPublishTime, still mean what they say)."""
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self.moment = start or datetime.now(UTC)
+    def __init__(self) -> None:
+        self.offset = timedelta()
 
     def __call__(self) -> datetime:
-        return self.moment
+        return datetime.now(UTC) + self.offset
 
     def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
+        self.offset += timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class StoredCorrespondence:
     id: str
     form: dict[str, str]
     """The upload's fields, names in lower case (ASP.NET binds them case-insensitively)."""
+    fields: tuple[tuple[str, str], ...]
+    """The upload's fields as sent."""
     recipient: str
     created: datetime
     requested_publish_time: datetime
@@ -502,7 +505,8 @@ class FakeCorrespondence:
         self._check_notification(form)
         stored = self._match_files(form, files)
         correspondence = StoredCorrespondence(
-            id=str(uuid.uuid4()), form=form, recipient=_urn(recipients[0]), created=now,
+            id=str(uuid.uuid4()), form=form, fields=tuple(fields),
+            recipient=_urn(recipients[0]), created=now,
             requested_publish_time=publish, lifecycle=self.lifecycle, files=stored,
             notification_order=str(uuid.uuid4()),
         )
@@ -737,8 +741,8 @@ class FakeCorrespondence:
                 form.get("correspondence.duedatetime"))) else None,
             "externalReferences": [],
             "propertyList": {
-                name.rpartition(".")[2]: value for name, value in form.items()
-                if name.startswith("correspondence.propertylist.")},
+                name.rpartition(".")[2]: value for name, value in item.fields
+                if name.lower().startswith("correspondence.propertylist.")},
             "replyOptions": [],
             "ignoreReservation": form.get("correspondence.ignorereservation", "false") == "true",
             "isConfirmationNeeded":
@@ -906,8 +910,10 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("fake_altinn.unchecked", reason="no --specs: requests are not checked "
                     "against the published OpenAPI document")
     fake = FakeCorrespondence(spec=spec, lifecycle=Lifecycle(args.publish_after, args.read_after))
-    print(f"fake Altinn correspondence on http://{args.host}:{args.port}{API}", flush=True)
-    web.run_app(fake.app, host=args.host, port=args.port, print=None)
+    ready = f"fake Altinn correspondence on http://{args.host}:{args.port}{API}"
+    # run_app prints once it listens: only then is the fake ready.
+    web.run_app(fake.app, host=args.host, port=args.port,
+                print=lambda _banner: print(ready, flush=True))
 
 
 if __name__ == "__main__":

@@ -198,6 +198,13 @@ class Altinn:
     tokens: StaticTokens
     session: aiohttp.ClientSession
     channels: list[DPVChannel] = field(default_factory=list)
+    on_purpose: bool = False
+
+    def broke_spec_on_purpose(self) -> list[str]:
+        """The violations a test caused deliberately; they are cleared, not held against it."""
+        found, self.on_purpose = list(self.fake.violations), True
+        self.fake.violations.clear()
+        return found
 
     @property
     def base(self) -> str:
@@ -262,7 +269,7 @@ async def altinn(
         for channel in setup.channels:
             await channel.stop()
     assert fake.violations == [], "the channel or the fake broke the published spec"
-    for request in fake.requests:
+    for request in [] if setup.on_purpose else fake.requests:
         if request.method == "GET" and request.operation in ("overview", "list"):
             openapi.validate_request(MockRequest(
                 "https://platform.tt02.altinn.no", "get", request.path,
