@@ -115,7 +115,7 @@ async def test_every_published_answer_is_read(
         else:
             assert await client.lookup(query) == expected, fixture.name
     accepted = {r.headers["Accept"] for r in registry.seen if r.path != "/jwk"}
-    assert accepted == {"application/jose" if signed else "application/json"}
+    assert accepted == {"application/jose, application/json" if signed else "application/json"}
 
 
 async def test_a_published_dpi_answer_keeps_what_routing_and_capabilities_need(

@@ -192,7 +192,10 @@ class ServiceRegistryClient(LookupSource):
         )
 
     async def _headers(self) -> dict[str, str]:
-        headers = {"Accept": JOSE if self.config.verify_signatures else "application/json"}
+        # As the original: JSON stays acceptable, so that the registry's (unsigned) error
+        # answers are not refused with 406; a 200 must still be a JWS (see _payload).
+        json_only = "application/json"
+        headers = {"Accept": f"{JOSE}, {json_only}" if self.config.verify_signatures else json_only}
         if self.config.beta_features:
             headers[BETA_HEADER] = "true"
         if self.tokens is not None:
