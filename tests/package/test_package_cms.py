@@ -198,3 +198,27 @@ def test_other_cms_types_and_garbage_are_named(
         cms.CmsReader(io.BytesIO(b"PK\x03\x04 this is a zip, not CMS"))
     with pytest.raises(DecryptionFailed, match="empty"):
         cms.CmsReader(io.BytesIO(b""))
+
+
+def test_absurdly_nested_asn1_is_refused(pki: ThrowawayPki) -> None:
+    """Nesting that would exhaust the stack of a recursive parser gets a clear error."""
+    sealed = _encrypt(b"x", pki, cms.KeyTransport.OAEP)
+    marker = sealed.index(
+        b"\xa0\x80", sealed.index(b"\x06\x09\x60\x86\x48\x01\x65\x03\x04\x01\x2a")
+    )
+    nested = sealed[: marker + 2] + b"\x24\x80" * 100_000
+    with pytest.raises(DecryptionFailed, match="nested deeper"):
+        b"".join(cms.decrypt(io.BytesIO(nested), pki[RECEIVER]))
+    hostile_header = (
+        b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x03\xa0\x80\x30\x80\x02\x01\x00"
+    )
+    with pytest.raises(DecryptionFailed, match="nested deeper"):
+        cms.CmsReader(io.BytesIO(hostile_header + b"\x31\x80" * 100_000))
+
+
+def test_malformed_header_values_are_named() -> None:
+    with pytest.raises(DecryptionFailed, match="content type is unreadable"):
+        cms.CmsReader(io.BytesIO(b"\x30\x80\x06\x03\x80\x80\x80"))
+    enveloped = b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x03\xa0\x80\x30\x80\x02\x01\x00"
+    with pytest.raises(DecryptionFailed, match="recipient information is malformed"):
+        cms.CmsReader(io.BytesIO(enveloped + b"\x31\x03\x02\x01\x05"))

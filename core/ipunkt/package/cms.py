@@ -36,6 +36,8 @@ SEGMENT = 1 << 20
 """Plaintext bytes per encrypted OCTET STRING segment."""
 HEADER_LIMIT = 1 << 20
 """The most bytes the envelope's header parts (recipients, algorithm) may take."""
+MAX_DEPTH = 32
+"""The deepest nesting of ASN.1 values accepted (hostile input could nest millions)."""
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 DATA = "1.2.840.113549.1.7.1"
@@ -328,9 +330,11 @@ class _BerStream:
             length = length_byte
         return _Header(first >> 6, bool(first & 0x20), number, length, bytes(raw))
 
-    def element(self, limit: int = HEADER_LIMIT) -> bytes:
+    def element(self, limit: int = HEADER_LIMIT, depth: int = 0) -> bytes:
         """One complete TLV (nested indefinite lengths included), at most ``limit`` bytes."""
         start = self.position
+        if depth > MAX_DEPTH:
+            raise DecryptionFailed(f"ASN.1 nested deeper than {MAX_DEPTH} levels at byte {start}")
         header = self.header()
         if header.length is not None:
             if header.length > limit:
@@ -340,7 +344,7 @@ class _BerStream:
             return header.raw + self.take(header.length)
         parts = [header.raw]
         while not self.at_eoc():
-            parts.append(self.element(limit - (self.position - start)))
+            parts.append(self.element(limit - (self.position - start), depth + 1))
             if self.position - start > limit:
                 raise DecryptionFailed(f"an ASN.1 element over {limit} bytes at byte {start}")
         parts.append(self.take(2))
@@ -531,16 +535,19 @@ class CmsReader:
         self._ber = _BerStream(_reader(source))
         self._chunk_size = chunk_size
         self._used = False
-        ber = self._ber
-        try:
-            first = ber.peek(1)
-        except DecryptionFailed:
-            first = b""
-        if not first:
+        self._ends: list[tuple[int | None, str]] = []
+        if not self._ber.peek(1):
             raise DecryptionFailed("the package is empty")
+        try:
+            self._read_header()
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DecryptionFailed(f"the CMS header is malformed: {exc}") from exc
+
+    def _read_header(self) -> None:
+        ber = self._ber
         header = ber.header()
         _expect(header, 0, 16, True, "a SEQUENCE (ContentInfo) at the start")
-        self._ends: list[tuple[int | None, str]] = [(_end(ber, header), "the ContentInfo")]
+        self._ends.append((_end(ber, header), "the ContentInfo"))
         content_type = core.ObjectIdentifier.load(ber.element(64)).dotted
         if content_type != ENVELOPED_DATA:
             raise DecryptionFailed(
@@ -560,16 +567,11 @@ class CmsReader:
         _expect(header, 0, 16, True, "the EncryptedContentInfo SEQUENCE")
         self._ends.append((_end(ber, header), "the EncryptedContentInfo"))
         ber.element(64)
-        try:
-            algorithm = cms.EncryptionAlgorithm.load(ber.element(1024))
-            self.content_algorithm: str = algorithm["algorithm"].native
-            self._iv: bytes = (
-                algorithm["parameters"].native
-                if self.content_algorithm in AES_CBC_KEY_SIZES
-                else b""
-            )
-        except (ValueError, TypeError) as exc:
-            raise DecryptionFailed(f"the content encryption algorithm is malformed: {exc}") from exc
+        algorithm = cms.EncryptionAlgorithm.load(ber.element(1024))
+        self.content_algorithm: str = algorithm["algorithm"].native
+        self._iv: bytes = (
+            algorithm["parameters"].native if self.content_algorithm in AES_CBC_KEY_SIZES else b""
+        )
         if self.content_algorithm not in AES_CBC_KEY_SIZES:
             raise DecryptionFailed(
                 f"unsupported content encryption {self.content_algorithm} (ipunkt reads AES-CBC)"
@@ -631,7 +633,7 @@ class CmsReader:
         if not header.constructed:
             yield from self._primitive(header.length or 0)
         else:
-            yield from self._segments(_end(ber, header))
+            yield from self._segments(_end(ber, header), 0)
 
     def _primitive(self, length: int) -> Iterator[bytes]:
         remaining = length
@@ -640,8 +642,10 @@ class CmsReader:
             remaining -= len(data)
             yield data
 
-    def _segments(self, end: int | None) -> Iterator[bytes]:
+    def _segments(self, end: int | None, depth: int) -> Iterator[bytes]:
         ber = self._ber
+        if depth > MAX_DEPTH:
+            raise DecryptionFailed(f"the encrypted content is nested deeper than {MAX_DEPTH}")
         while ber.more(end):
             header = ber.header()
             if (header.tag_class, header.number) != (0, 4):
@@ -649,7 +653,7 @@ class CmsReader:
                     "the encrypted content holds something other than OCTET STRINGs"
                 )
             if header.constructed:
-                yield from self._segments(_end(ber, header))
+                yield from self._segments(_end(ber, header), depth + 1)
             else:
                 yield from self._primitive(header.length or 0)
         ber.close(end, "the encrypted content")
@@ -680,6 +684,8 @@ OID_NAMES = {
 
 
 def _oid_name(oid: str) -> str:
+    if not oid:
+        return "unreadable"
     return f"{OID_NAMES[oid]} ({oid})" if oid in OID_NAMES else oid
 
 
