@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ipunkt.package import cms
 from ipunkt.package.asic import SignatureFormat
 from ipunkt.package.cms import KeyTransport
-from ipunkt.package.errors import DecryptionFailed, IntegrityError, PackageError
+from ipunkt.package.errors import DecryptionFailed, IntegrityError, PackageError, UnsafeArchive
 from ipunkt.package.manifest import IpManifest, MainDocument, SdpDocument, SdpManifest
 from ipunkt.package.seal import Document, from_async, open_package, seal
 from ipunkt.package.testcerts import ThrowawayPki, WrittenPki
@@ -294,3 +295,17 @@ async def test_sealing_attachments_that_stream_on_the_event_loop(pki: ThrowawayP
         open_package, io.BytesIO(buffer.getvalue()), key=pki[RECEIVER], trust=pki.trust
     )
     assert opened.contents.files[0].sha256 == hashlib.sha256(b"".join(parts)).digest()
+
+
+def test_an_entry_below_a_file_is_refused(pki: ThrowawayPki, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("brev.pdf", b"%PDF")
+        archive.writestr("brev.pdf/inne.pdf", b"%PDF")
+    package = b"".join(cms.encrypt([buffer.getvalue()], pki[RECEIVER].certificate))
+    destination = tmp_path / "out"
+    with pytest.raises(UnsafeArchive, match="cannot be unpacked"):
+        open_package(
+            io.BytesIO(package), key=pki[RECEIVER], trust=pki.trust, destination=destination
+        )
+    assert list(destination.iterdir()) == []

@@ -41,7 +41,7 @@ from ipunkt.package.asic import (
     write_asic,
 )
 from ipunkt.package.cms import CmsReader, CmsWriter, KeyTransport, Writable
-from ipunkt.package.errors import PackageError
+from ipunkt.package.errors import PackageError, UnsafeArchive
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.manifest import IpManifest, ManifestError, SdpManifest, parse_manifest
 from ipunkt.package.prefetch import prefetch
@@ -226,8 +226,12 @@ class DirectorySink:
 
     def open(self, name: str) -> FileWriter:
         check_name(name)
+        try:
+            staged = _StagedFile(self._staging / name)
+        except OSError as exc:
+            raise UnsafeArchive(f"the entry {name!r} cannot be unpacked: {exc.strerror}") from exc
         self._names.append(name)
-        return _StagedFile(self._staging / name)
+        return staged
 
     def commit(self) -> list[Path]:
         targets = [(self._staging / n, self.destination / n) for n in self._names]
