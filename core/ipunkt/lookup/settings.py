@@ -39,7 +39,9 @@ class LookupSettings(BaseModel):
 
     sources: list[str] = Field(default_factory=lambda: ["service-registry"])
     """Lookup sources, asked in order until one knows the receiver; each one's settings go in
-    [lookup.<name>] (built in: "local", a registry file; "service-registry")."""
+    [lookup.<name>]. Built in: "local" (a registry file: [lookup.local] path) and
+    "service-registry" ([lookup.service-registry] url, by default the test environment's
+    https://test.eformidling.no/adressetjeneste; production is https://eformidling.no/adressetjeneste)."""
     allow_synthetic_identifiers: bool = False
     """Accept synthetic test fødselsnumre (Tenor, NAV); only for test environments."""
 
