@@ -404,4 +404,4 @@ def incoming_arkivmelding(forsendelse: dict[str, Any], *, received: datetime) ->
     _add(mappe, "administrativEnhet", "SvarInn")
     _add(mappe, "saksansvarlig", str(metadata.get("saksBehandler") or "").strip() or author)
     _add(mappe, "saksstatus", "Under behandling")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -51,8 +51,14 @@ from ipunkt.plugin import (
 
 from ipunkt_dpf import forsendelse as mapping
 from ipunkt_dpf import incoming, statuses
-from ipunkt_dpf.arkivmelding import FILENAME, MAX_BYTES, ArkivmeldingInvalid, read_journalpost
-from ipunkt_dpf.client import SvarInnClient, SvarUtClient, UploadDocument
+from ipunkt_dpf.arkivmelding import (
+    FILENAME,
+    MAX_BYTES,
+    ArkivmeldingInvalid,
+    Journalpost,
+    read_journalpost,
+)
+from ipunkt_dpf.client import Hendelse, SvarInnClient, SvarUtClient, UploadDocument
 from ipunkt_dpf.config import DPFConfig
 
 SERVICE = "DPF"
@@ -280,7 +286,7 @@ class DPFChannel(Channel):
         )
         return SendResult(SENT, forsendelse_id)
 
-    async def _journalpost(self, message: OutgoingMessage) -> Any:
+    async def _journalpost(self, message: OutgoingMessage) -> Journalpost:
         attachment = next((a for a in message.attachments if a.filename == FILENAME), None)
         if attachment is None:
             raise PermanentError(
@@ -321,22 +327,21 @@ class DPFChannel(Channel):
                 continue
             answered += 1
             for status in found:
-                conversation = by_id.get(status.id)
-                if conversation is None:
+                polled = by_id.get(status.id)
+                if polled is None:
                     continue
-                event = await self._last_event(status.id) if statuses.needs_reason(
-                    status.status
-                ) else None
-                update = statuses.update_for(
-                    conversation.message_id, status, conversation.statuses, event
+                event = (
+                    await self._last_event(status.id) if statuses.needs_reason(status.status)
+                    else None
                 )
+                update = statuses.update_for(polled.message_id, status, polled.statuses, event)
                 if update is not None:
                     updates.append(update)
         if failure is not None and not answered and not updates:
             raise failure
         return updates
 
-    async def _last_event(self, forsendelse_id: str) -> Any:
+    async def _last_event(self, forsendelse_id: str) -> Hendelse | None:
         try:
             events = await self.svarut.events(forsendelse_id)
         except (TransientError, PermanentError) as exc:

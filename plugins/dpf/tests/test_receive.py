@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ipunkt.package.cms import encrypt
 from ipunkt.package.manifest import IpManifest
 from ipunkt.package.seal import open_package
 from ipunkt.plugin import ReceiptStatus, TransientError
+from ipunkt_dpf.incoming import Unprocessable, read_forsendelse, seal_forsendelse
 from lxml import etree
 
 
@@ -229,3 +233,58 @@ async def test_a_receive_only_poll_without_forsendelser_does_nothing(
     (poll,) = svarut.spec.seen
     assert poll.path == "/tjenester/svarinn/mottaker/hentNyeForsendelser"
     assert poll.headers["Authorization"].startswith("Basic ")
+
+
+async def test_without_a_reply_address_svarut_answers_to_the_account(
+    channel: Any, receiving: Any, messages: Any, svarut: Any, sink: Any, kit: Any
+) -> None:
+    files = [kit.attachment("vedtak.pdf", kit.pdf, "application/pdf")]
+    arkivmelding = kit.arkivmelding_xml([("vedtak.pdf", "Hoveddokument")], sender_address=False)
+    reference = (await channel.send(messages.make(files, arkivmelding=arkivmelding)))
+    assert "svarSendesTil" not in svarut.fake.forsendelser[reference.external_reference].forsendelse
+
+    await receiving.poll_incoming(sink)
+
+    header = sink.received[0].sbd["standardBusinessDocumentHeader"]
+    assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.sender}"
+
+
+def test_a_single_document_may_come_unzipped(
+    receiver_key: Any, kit: Any, tmp_path: Path
+) -> None:
+    forsendelse = read_forsendelse({
+        "id": "9b45ab9e-e13a-489e-832d-56e836c9a8bc", "tittel": "Vedtak",
+        "mottaker": {"orgnr": kit.receiver, "navn": "Mottaker"},
+        "svarSendesTil": {"orgnr": kit.sender, "navn": "Avsender"},
+        "downloadUrl": "/forsendelse/9b45ab9e-e13a-489e-832d-56e836c9a8bc",
+        "filmetadata": [{"filnavn": "vedtak.pdf", "mimetype": "application/pdf",
+                         "sha256hash": hashlib.sha256(kit.pdf).hexdigest(),
+                         "size": len(kit.pdf)}],
+    }, fallback_sender=None)
+    download = list(encrypt([kit.pdf], receiver_key.certificate))
+    package = tmp_path / "package.cms"
+    with package.open("wb") as out:
+        sealed = seal_forsendelse(forsendelse, download, key=receiver_key, out=out,
+                                  received=datetime.now(UTC), limit=1 << 20)
+    assert [f.name for f in sealed.files] == ["manifest.xml", "arkivmelding.xml", "vedtak.pdf"]
+    with package.open("rb") as source:
+        opened = open_package(source, key=receiver_key, trust=None, destination=tmp_path / "x")
+    assert (tmp_path / "x" / "vedtak.pdf").read_bytes() == kit.pdf
+    assert opened.manifest is not None
+
+
+def test_more_than_announced_is_refused_while_it_streams(
+    receiver_key: Any, kit: Any, tmp_path: Path
+) -> None:
+    forsendelse = read_forsendelse({
+        "id": "9b45ab9e-e13a-489e-832d-56e836c9a8bc",
+        "mottaker": {"orgnr": kit.receiver}, "svarSendesTil": {"orgnr": kit.sender},
+        "downloadUrl": "/forsendelse/9b45ab9e-e13a-489e-832d-56e836c9a8bc",
+        "filmetadata": [{"filnavn": "vedtak.pdf", "mimetype": "application/pdf", "size": 10}],
+    }, fallback_sender=None)
+    download = list(encrypt([kit.pdf], receiver_key.certificate))
+    with (tmp_path / "p.cms").open("wb") as out, pytest.raises(
+        Unprocessable, match=r"vedtak\.pdf is larger than the 10 bytes filmetadata says"
+    ):
+        seal_forsendelse(forsendelse, download, key=receiver_key, out=out,
+                         received=datetime.now(UTC), limit=1 << 20)
