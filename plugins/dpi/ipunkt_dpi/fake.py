@@ -527,7 +527,11 @@ class FakeAccessPoint:
             business_message=document,
             manifest=manifest,
             manifest_xml=opened.contents.manifest or b"",
-            files={p.name: p for p in opened.paths},
+            files={
+                name: path
+                for path in opened.paths
+                if not (name := path.relative_to(destination).as_posix()).startswith("META-INF/")
+            },
             plan=self._plan(header_model.message_id, conversation_id, kind, body),
             accepted_at=time.monotonic(),
         )
