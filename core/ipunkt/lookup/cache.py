@@ -32,8 +32,6 @@ class TtlCache(Generic[V]):
         self._clock = clock
         self._values: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._loading: dict[Hashable, asyncio.Task[V]] = {}
-        self.hits = 0
-        self.misses = 0
         self.loads = 0
         """How many times ``load`` was called: the requests that reached the source."""
 
@@ -43,9 +41,7 @@ class TtlCache(Generic[V]):
         cached = self._values.get(key)
         if cached is not None and cached[0] > now:
             self._values.move_to_end(key)
-            self.hits += 1
             return cached[1]
-        self.misses += 1
         task = self._loading.get(key)
         if task is None:
             self.loads += 1
@@ -65,12 +61,6 @@ class TtlCache(Generic[V]):
             while len(self._values) > self.max_entries:
                 self._values.popitem(last=False)
         return value
-
-    def clear(self) -> None:
-        self._values.clear()
-
-    def __len__(self) -> int:
-        return len(self._values)
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

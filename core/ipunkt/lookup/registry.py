@@ -337,10 +337,6 @@ class LocalRegistry(LookupSource):
             log.info("registry file reloaded", path=str(self.path), receivers=len(self._entries))
         self._stamp = stamp
 
-    def identifiers(self) -> list[str]:
-        self._refresh()
-        return sorted(self._entries)
-
     async def lookup(self, query: LookupQuery) -> IdentifierResource:
         return self.answer(query, beta_features=True)
 
