@@ -16,13 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from ipunkt.plugin import Attachment, ChannelContext, OutgoingMessage
 from ipunkt.testing import specs_dir
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest
-
 from ipunkt_dpv.channel import DPVChannel
 from ipunkt_dpv.config import DPVConfig
 from ipunkt_dpv.fake import API, FakeCorrespondence, Lifecycle, ManualClock
 from ipunkt_dpv.spec_check import SPEC_FILE, CorrespondenceSpec
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest
 
 ORG = "910077473"
 BUSINESS = "910075946"
@@ -183,7 +182,8 @@ class StaticTokens:
         self.value = value
         self.asked: list[tuple[tuple[str, ...], bool]] = []
 
-    async def token(self, scopes: Sequence[str], *, altinn: bool = False) -> str:
+    async def token(self, scopes: Sequence[str], *, altinn: bool = False,
+                    organisation: str | None = None) -> str:
         self.asked.append((tuple(scopes), altinn))
         return self.value
 

@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import pytest
 from ipunkt.testing import free_port, specs_dir
-
 from ipunkt_dpv.fake import Fault
 
 from .conftest import Altinn, outgoing

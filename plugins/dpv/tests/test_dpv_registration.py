@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from ipunkt.plugin import ChannelConfig, ChannelContext, ConfigurationError
 from ipunkt.plugins import PluginStatus, load_plugins
-
 from ipunkt_dpv.channel import DPVChannel
 
 

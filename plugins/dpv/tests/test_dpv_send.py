@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ipunkt.plugin import PermanentError, ReceiptStatus, TransientError
-
 from ipunkt_dpv.fake import Fault
 
 from .conftest import (

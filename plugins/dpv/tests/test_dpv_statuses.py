@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from ipunkt.plugin import PollableConversation, ReceiptStatus, StatusUpdate
 from ipunkt.testing import specs_dir
-from jsonschema import Draft7Validator
-
 from ipunkt_dpv.channel import NO_REFERENCE, DPVChannel
 from ipunkt_dpv.fake import Fault, Lifecycle
 from ipunkt_dpv.receipts import arkivmelding_kvittering, receipt_id
 from ipunkt_dpv.spec_check import CorrespondenceSpec
 from ipunkt_dpv.statuses import GONE, MEANINGS, updates_for
+from jsonschema import Draft7Validator
 
 from .conftest import BUSINESS, ORG, Altinn, outgoing
 
