@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import structlog
 from stream_unzip import UnzipError, async_stream_unzip
@@ -47,7 +47,7 @@ MAX_SBD_BYTES = 16 << 20
 ZIP64_FROM = zipfile.ZIP64_LIMIT - (64 << 20)
 """Documents larger than this (with the package's overhead) need ZIP64 entries."""
 
-SealInto = Callable[[BinaryIO], None]
+SealInto = Callable[[IO[bytes]], None]
 """Writes the sealed package (the CMS) into the given writable; runs in the worker thread."""
 
 
@@ -93,6 +93,9 @@ class _Pipe:
     def flush(self) -> None:
         """zipfile flushes; the pipe hands chunks on by size and at :meth:`finish`."""
 
+    def close(self) -> None:
+        """zipfile leaves a file it was given open; the pipe ends at :meth:`finish`."""
+
     def finish(self, error: BaseException | None) -> None:
         if error is None and self._buffer:
             self._put(bytes(self._buffer))
@@ -104,11 +107,11 @@ _END = object()
 
 
 def _write_zip(pipe: _Pipe, sbd_json: bytes, seal_into: SealInto | None, zip64: bool) -> None:
-    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=0) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=0) as archive:
         archive.writestr(SBD_JSON, sbd_json, compresslevel=6)
         if seal_into is not None:
             with archive.open(ASIC_ZIP, "w", force_zip64=zip64) as member:
-                seal_into(member)  # type: ignore[arg-type]
+                seal_into(member)
 
 
 async def write_broker_file(

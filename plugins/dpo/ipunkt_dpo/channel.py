@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -120,21 +119,12 @@ class DPOChannel(Channel):
         return [self.context.organisation, *self.config.reportees]
 
     async def start(self) -> None:
-        tokens = self.context.tokens
-        if tokens is None:
+        if self.context.tokens is None:
             raise ConfigurationError(
                 "DPO needs Maskinporten and the Altinn token exchange: configure [maskinporten]"
             )
         if self.context.key is None:
             raise ConfigurationError("DPO needs the organisation's key to sign its packages")
-        if (
-            self.config.reportees
-            and "organisation" not in inspect.signature(tokens.token).parameters
-        ):
-            raise ConfigurationError(
-                "DPO reportees need a token provider that acts for other organisations "
-                "(TokenProvider.token(..., organisation=...))"
-            )
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self.config.connect_timeout,
@@ -164,21 +154,11 @@ class DPOChannel(Channel):
         return self._client
 
     async def _token(self, organisation: str, scope: Scope) -> str:
+        """An Altinn token for the organisation's system user (our own or a reportee's)."""
         tokens = self.context.tokens
         assert tokens is not None
-        try:
-            if organisation == self.context.organisation:
-                return await tokens.token([scope.value], altinn=True)
-            return await tokens.token(  # type: ignore[call-arg]
-                [scope.value], altinn=True, organisation=organisation
-            )
-        except ChannelError:
-            raise
-        except Exception as exc:  # the provider's own errors; it may say whether to retry
-            reason = f"no Altinn token for {organisation} ({scope.value}): {exc}"
-            if getattr(exc, "transient", True):
-                raise TransientError(reason) from exc
-            raise PermanentError(reason) from exc
+        acting = None if organisation == self.context.organisation else organisation
+        return await tokens.token([scope.value], altinn=True, organisation=acting)
 
     def _system_user(self, party: Party) -> str:
         organisation = party.organisation

@@ -25,7 +25,7 @@ class LegacySbdError(ValueError):
 
 
 def _key(element: etree._Element) -> str:
-    name = etree.QName(element).localname
+    name = str(etree.QName(element).localname)
     return name[:1].lower() + name[1:]
 
 

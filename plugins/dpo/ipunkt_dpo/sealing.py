@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from cryptography import x509
 from ipunkt.package.errors import PackageError
@@ -48,11 +48,14 @@ def _pull(
     async def opened() -> AsyncIterator[bytes]:
         return open_stream()
 
+    async def step() -> bytes:
+        return await anext(stream)
+
     stream = asyncio.run_coroutine_threadsafe(opened(), loop).result()
     try:
         while True:
             try:
-                yield asyncio.run_coroutine_threadsafe(stream.__anext__(), loop).result()
+                yield asyncio.run_coroutine_threadsafe(step(), loop).result()
             except StopAsyncIteration:
                 return
     finally:
@@ -91,7 +94,7 @@ def sealer(
     ]
     manifest = IpManifest(receiver=receiver, sender=sender, main_document=main)
 
-    def seal_into(out: BinaryIO) -> None:
+    def seal_into(out: IO[bytes]) -> None:
         seal(documents, key=key, recipient=recipient, out=out, manifest=manifest)
 
     return seal_into

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from ipunkt.maskinporten.client import MaskinportenClient, SystemUser
+from ipunkt.maskinporten.client import MaskinportenClient, MaskinportenError, SystemUser
 from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten
 from ipunkt.package import testcerts
 from ipunkt.package.testcerts import ThrowawayPki
@@ -30,6 +31,8 @@ from ipunkt.plugin import (
     ChannelContext,
     IncomingMessage,
     OutgoingMessage,
+    PermanentError,
+    TransientError,
 )
 from ipunkt.testing import specs_dir
 from ipunkt_dpo.channel import DPOChannel
@@ -53,46 +56,72 @@ def pki() -> ThrowawayPki:
     return testcerts.make_pki(ORG_A, ORG_B, REPORTEE)
 
 
-@pytest.fixture(scope="session")
-def broker_api() -> OpenAPI:
-    """The published broker API, with the two quirks of that file handled.
+class BrokerSpec:
+    """The published broker API, with the quirks of that file handled.
 
-    Its ``webhooks`` are malformed (see SOURCES.md), so they are dropped. It declares OpenAPI
-    3.1 but marks optional fields ``nullable: true``, a 3.0 keyword that 3.1 ignores; the
-    integrasjonspunkt sends ``"checksum": null`` and Altinn takes it, so the document is read
-    with 3.0 semantics, which honour ``nullable``.
+    - Its ``webhooks`` are malformed (see SOURCES.md), so they are dropped.
+    - It declares OpenAPI 3.1 but marks optional fields ``nullable: true``, a 3.0 keyword that
+      3.1 ignores; the integrasjonspunkt sends ``"checksum": null`` and Altinn takes it, so the
+      document is read with 3.0 semantics, which honour ``nullable``.
+    - It labels the download's error bodies (ProblemDetails) ``application/octet-stream``; Altinn
+      sends them as JSON, so those bodies are checked against the ProblemDetails schema.
+    - RFC 7807 bodies are JSON; ASP.NET labels them ``application/problem+json``, the document
+      ``application/json``.
     """
-    document = json.loads((specs_dir() / "altinn" / "altinn-broker-v1.json").read_text())
-    document.pop("webhooks", None)
-    return OpenAPI(
-        SchemaPath.from_dict(document),
-        config=Config(
-            request_validator_cls=V30RequestValidator,
-            response_validator_cls=V30ResponseValidator,
-        ),
-    )
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        document.pop("webhooks", None)
+        self.document = document
+        self.api = OpenAPI(
+            SchemaPath.from_dict(document),
+            config=Config(
+                request_validator_cls=V30RequestValidator,
+                response_validator_cls=V30ResponseValidator,
+            ),
+        )
+
+    def check(self, entry: JournalEntry, *, request_is_valid: bool = True) -> None:
+        """One request and its answer against the published document.
+
+        ``request_is_valid=False``: a request made wrong on purpose; only its answer is checked.
+        """
+        request = MockRequest(
+            SPEC_HOST,
+            entry.method.lower(),
+            entry.path,
+            args=[(k, v) for k, values in entry.query.items() for v in values],  # type: ignore[arg-type]
+            data=entry.body,
+            content_type=(entry.content_type or "application/json").split(";")[0],
+        )
+        if request_is_valid:
+            self.api.validate_request(request)
+        if entry.fault is not None or entry.response_body is None:
+            return  # injected faults are not the broker's contract; streamed bodies are binary
+        content_type = (entry.response_content_type or "").split(";")[0]
+        if content_type == "application/problem+json":
+            content_type = "application/json"
+        problem = self.document["components"]["schemas"]["ProblemDetails"]
+        if entry.path.endswith("/download") and entry.status >= 400:
+            jsonschema.validate(json.loads(entry.response_body), problem)
+            return
+        if not request_is_valid and entry.status == 400:
+            # ASP.NET's model validation answers 400 where the document declares none.
+            jsonschema.validate(json.loads(entry.response_body), problem)
+            return
+        self.api.validate_response(
+            request, MockResponse(entry.response_body, entry.status, content_type=content_type)
+        )
 
 
-def check_against_spec(api: OpenAPI, entry: JournalEntry) -> None:
-    """One request and its answer against the published document."""
-    request = MockRequest(
-        SPEC_HOST,
-        entry.method.lower(),
-        entry.path,
-        args=[(k, v) for k, values in entry.query.items() for v in values],  # type: ignore[arg-type]
-        data=entry.body,
-        content_type=(entry.content_type or "application/json").split(";")[0],
-    )
-    api.validate_request(request)
-    if entry.fault is not None or entry.response_body is None:
-        return  # injected faults are not the broker's contract; streamed bodies are binary
-    # RFC 7807 bodies are JSON; ASP.NET labels them application/problem+json.
-    content_type = (entry.response_content_type or "").split(";")[0]
-    if content_type == "application/problem+json":
-        content_type = "application/json"
-    api.validate_response(
-        request, MockResponse(entry.response_body, entry.status, content_type=content_type)
-    )
+@pytest.fixture(scope="session")
+def broker_spec() -> BrokerSpec:
+    return BrokerSpec(json.loads((specs_dir() / "altinn" / "altinn-broker-v1.json").read_text()))
+
+
+@pytest.fixture
+def spec_check(broker_spec: BrokerSpec) -> Callable[..., None]:
+    """Checks one journalled exchange against the published document."""
+    return broker_spec.check
 
 
 class SystemUserTokens:
@@ -117,9 +146,12 @@ class SystemUserTokens:
         self.calls.append((tuple(scopes), who))
         client = self._clients[who]
         user = SystemUser(who, f"{who}_integrasjonspunkt_systembruker_{who}")
-        if not altinn:
-            return (await client.token(scopes, system_user=user)).value
-        return (await client.altinn_token(self._exchange_url, scopes, system_user=user)).value
+        try:
+            if not altinn:
+                return (await client.token(scopes, system_user=user)).value
+            return (await client.altinn_token(self._exchange_url, scopes, system_user=user)).value
+        except MaskinportenError as exc:  # as the contract says, and the core's provider does
+            raise (TransientError if exc.transient else PermanentError)(str(exc)) from exc
 
 
 @dataclass
@@ -229,7 +261,7 @@ class World:
 @pytest.fixture
 async def world(
     pki: ThrowawayPki,
-    broker_api: OpenAPI,
+    broker_spec: BrokerSpec,
     aiohttp_server: ServerFactory,
     tmp_path: Path,
 ) -> AsyncIterator[World]:
@@ -270,7 +302,7 @@ async def world(
         for channel in world.channels:
             await channel.stop()
     for entry in broker.journal:
-        check_against_spec(broker_api, entry)
+        broker_spec.check(entry)
 
 
 class Kit:

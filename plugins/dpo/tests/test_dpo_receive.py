@@ -10,7 +10,6 @@ import pytest
 import structlog
 from ipunkt.package.seal import open_package
 from ipunkt.plugin import TransientError
-
 from ipunkt_dpo.fake import Fault, FaultKind
 
 ARKIVMELDING = b"<arkivmelding>saksmappe</arkivmelding>"
@@ -122,7 +121,7 @@ async def test_a_download_that_breaks_off_is_taken_at_the_next_poll(
     world.broker.inject(Fault(FaultKind.TRUNCATE, method="GET", path="/download$"))
     sink = make_sink()
 
-    with pytest.raises(TransientError, match="broke off|not completed|payload"):
+    with pytest.raises(TransientError, match=r"broke off|not completed|payload"):
         await b.poll_incoming(sink)
 
     assert sink.received == []
@@ -133,7 +132,9 @@ async def test_a_download_that_breaks_off_is_taken_at_the_next_poll(
 
 
 def _valid_sbd(kit: Any, **changes: Any) -> bytes:
-    return json.dumps(kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}", **changes)).encode()
+    return json.dumps(
+        kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}", **changes)
+    ).encode()
 
 
 @pytest.mark.parametrize(
@@ -158,7 +159,9 @@ async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
             ("sbd.json", _valid_sbd(kit, message_id="ikke-en-uuid"))
         ),
         "no business message": lambda: kit.sbd_zip(("sbd.json", _valid_sbd(kit, body=[]))),
-        "two sbds": lambda: kit.sbd_zip(("sbd.json", _valid_sbd(kit)), ("sbd.json", _valid_sbd(kit))),
+        "two sbds": lambda: kit.sbd_zip(
+            ("sbd.json", _valid_sbd(kit)), ("sbd.json", _valid_sbd(kit))
+        ),
     }
     data = build[case]()
     transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, data)
@@ -195,7 +198,9 @@ async def test_a_file_left_unconfirmed_by_a_crash_is_taken_after_a_restart(
     assert len(sink.received) == 1
     assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
     listed = [
-        e.query.get("recipientStatus") for e in world.broker.journal if e.path.endswith("/filetransfer") and e.method == "GET"
+        e.query.get("recipientStatus")
+        for e in world.broker.journal
+        if e.path.endswith("/filetransfer") and e.method == "GET"
     ]
     assert ["DownloadStarted"] in listed, "a restarted channel looks for unconfirmed downloads"
 
@@ -228,7 +233,9 @@ async def test_legacy_content_xml_is_read(world: Any, kit: Any, make_sink: Any) 
     <hoveddokument>arkivmelding.xml</hoveddokument>
   </arkivmelding>
 </StandardBusinessDocument>""".encode()
-    await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("content.xml", content), ("asic.zip", b"sealed")))
+    await world.put_file(
+        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("content.xml", content), ("asic.zip", b"sealed"))
+    )
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
 
@@ -239,7 +246,10 @@ async def test_legacy_content_xml_is_read(world: Any, kit: Any, make_sink: Any) 
     assert header["sender"] == [
         {"identifier": {"authority": "iso6523-actorid-upis", "value": f"9908:{kit.ORG_A}"}}
     ]
-    assert header["documentIdentification"]["instanceIdentifier"] == "ff88849c-e281-4809-8555-7cd54952b919"
+    assert (
+        header["documentIdentification"]["instanceIdentifier"]
+        == "ff88849c-e281-4809-8555-7cd54952b919"
+    )
     assert header["businessScope"]["scope"][0] == {
         "type": "ConversationId",
         "instanceIdentifier": "37efbd4c-413d-4e2c-bbc5-257ef4a65a45",
@@ -264,8 +274,12 @@ async def test_a_package_before_its_sbd_is_spooled(world: Any, kit: Any, make_si
     assert package.read_bytes() == sealed
 
 
-async def test_a_duplicate_is_confirmed_but_handed_on_once(world: Any, kit: Any, make_sink: Any) -> None:
-    data = kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id="0a8f3d1c-5a4b-4bb0-9f5e-1d2c3b4a5f60")))
+async def test_a_duplicate_is_confirmed_but_handed_on_once(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    data = kit.sbd_zip(
+        ("sbd.json", _valid_sbd(kit, message_id="0a8f3d1c-5a4b-4bb0-9f5e-1d2c3b4a5f60"))
+    )
     first = await world.put_file(kit.ORG_A, kit.ORG_B, data)
     second = await world.put_file(kit.ORG_A, kit.ORG_B, data)
     b = await world.channel(kit.ORG_B)
@@ -287,13 +301,18 @@ async def test_oldest_first(world: Any, kit: Any, make_sink: Any) -> None:
         "3b4e28ba-2fa1-41d2-883f-0016d3cca427",
     ]
     for message_id in ids:
-        await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id=message_id))))
+        await world.put_file(
+            kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id=message_id)))
+        )
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
 
     await b.poll_incoming(sink)
 
-    taken = [s["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] for s, _ in sink.received]
+    taken = [
+        s["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
+        for s, _ in sink.received
+    ]
     assert taken == ids
 
 
@@ -323,7 +342,11 @@ async def test_message_channels_split_the_files_of_one_organisation(
 async def test_the_status_reply_goes_back_on_the_message_channel(
     world: Any, kit: Any, make_sink: Any
 ) -> None:
-    channel_scope = {"type": "MessageChannel", "identifier": "saksbehandling", "instanceIdentifier": ""}
+    channel_scope = {
+        "type": "MessageChannel",
+        "identifier": "saksbehandling",
+        "instanceIdentifier": "",
+    }
     a_channel = await world.channel(kit.ORG_A, message_channel="saksbehandling")
     a_plain = await world.channel(kit.ORG_A)
     b = await world.channel(kit.ORG_B)
