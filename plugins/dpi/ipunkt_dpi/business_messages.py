@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-AUTHORITY = "iso6523-actorid-upis"
+AUTHORITY: Final = "iso6523-actorid-upis"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 STANDARD = (
     "urn:fdc:digdir.no:2020:innbyggerpost:xsd::innbyggerpost"
@@ -106,14 +106,16 @@ class DocumentIdentification(Strict):
 
 
 class ScopeInformation(Strict):
-    expected_response_date_time: str | None = Field(None, alias="expectedResponseDateTime")
+    expected_response_date_time: str | None = Field(default=None, alias="expectedResponseDateTime")
 
 
 class Scope(Strict):
     type: str
-    instance_identifier: str | None = Field(None, alias="instanceIdentifier")
+    instance_identifier: str | None = Field(default=None, alias="instanceIdentifier")
     identifier: str | None = None
-    scope_information: tuple[ScopeInformation, ...] | None = Field(None, alias="scopeInformation")
+    scope_information: tuple[ScopeInformation, ...] | None = Field(
+        default=None, alias="scopeInformation"
+    )
 
     @field_validator("instance_identifier")
     @classmethod
@@ -165,13 +167,13 @@ class Virksomhetsidentifikator(Strict):
 
 class Avsender(Strict):
     virksomhetsidentifikator: Virksomhetsidentifikator
-    avsenderidentifikator: str | None = Field(None, max_length=100)
-    faktura_referanse: str | None = Field(None, alias="fakturaReferanse", max_length=40)
+    avsenderidentifikator: str | None = Field(default=None, max_length=100)
+    faktura_referanse: str | None = Field(default=None, alias="fakturaReferanse", max_length=40)
 
 
 class Virksomhetmottaker(Open):
     virksomhetsidentifikator: Virksomhetsidentifikator
-    motakeridentifikator: str | None = Field(None, max_length=100)
+    motakeridentifikator: str | None = Field(default=None, max_length=100)
 
 
 class Personmottaker(Strict):
@@ -179,7 +181,7 @@ class Personmottaker(Strict):
 
 
 class Dokumentpakkefingeravtrykk(Strict):
-    digest_method: str = Field(SHA256, alias="digestMethod")
+    digest_method: str = Field(default=SHA256, alias="digestMethod")
     digest_value: str = Field(alias="digestValue")
 
 
@@ -226,14 +228,14 @@ class AdresseInformasjon(Strict):
     """A postal address: Norwegian (postnummer and poststed) or foreign (land or landkode)."""
 
     navn: str | None = None
-    adresselinje1: str | None = Field(None, max_length=100)
-    adresselinje2: str | None = Field(None, max_length=100)
-    adresselinje3: str | None = Field(None, max_length=100)
-    adresselinje4: str | None = Field(None, max_length=100)
-    postnummer: str | None = Field(None, pattern=r"^\d{4}$")
-    poststed: str | None = Field(None, max_length=80)
-    land: str | None = Field(None, max_length=80)
-    landkode: str | None = Field(None, pattern=r"^[a-zA-Z]{2}$")
+    adresselinje1: str | None = Field(default=None, max_length=100)
+    adresselinje2: str | None = Field(default=None, max_length=100)
+    adresselinje3: str | None = Field(default=None, max_length=100)
+    adresselinje4: str | None = Field(default=None, max_length=100)
+    postnummer: str | None = Field(default=None, pattern=r"^\d{4}$")
+    poststed: str | None = Field(default=None, max_length=80)
+    land: str | None = Field(default=None, max_length=80)
+    landkode: str | None = Field(default=None, pattern=r"^[a-zA-Z]{2}$")
 
     @model_validator(mode="after")
     def _norwegian_or_foreign(self) -> AdresseInformasjon:

@@ -773,6 +773,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mailbox", default=DEFAULT_MAILBOX, help="the mailbox provider's orgnr")
     parser.add_argument("--printer", default=DEFAULT_PRINT, help="the print provider's orgnr")
     parser.add_argument("--base-path", default="/dpi")
+    parser.add_argument(
+        "--max-package-mib", type=int, default=200, help="the largest dokumentpakke taken, in MiB"
+    )
     args = parser.parse_args(argv)
     fake = FakeAccessPoint(
         mailbox=args.mailbox,
@@ -781,27 +784,24 @@ def main(argv: list[str] | None = None) -> None:
         specs=args.specs,
         step_delay=args.step_delay,
         base_path=args.base_path,
+        max_package=args.max_package_mib << 20,
     )
     args.certs.mkdir(parents=True, exist_ok=True)
     files = {
         "ca": args.certs / "ca.pem",
-        "mailbox": args.certs / f"mailbox-{args.mailbox}.pem",
-        "print": args.certs / f"print-{args.printer}.pem",
+        "mailbox_certificate": args.certs / f"mailbox-{args.mailbox}.pem",
+        "print_certificate": args.certs / f"print-{args.printer}.pem",
     }
     files["ca"].write_bytes(pem(fake.ca.certificate))
-    files["mailbox"].write_bytes(pem(fake.mailbox.certificate))
-    files["print"].write_bytes(pem(fake.printer.certificate))
-    print(
-        json.dumps(
-            {
-                "url": f"http://{args.host}:{args.port}{fake.base}",
-                "mailbox": args.mailbox,
-                "printer": args.printer,
-                **{name: str(path) for name, path in files.items()},
-            }
-        ),
-        flush=True,
-    )
+    files["mailbox_certificate"].write_bytes(pem(fake.mailbox.certificate))
+    files["print_certificate"].write_bytes(pem(fake.printer.certificate))
+    started = {
+        "url": f"http://{args.host}:{args.port}{fake.base}",
+        "mailbox_orgnr": args.mailbox,
+        "print_orgnr": args.printer,
+        **{name: str(path) for name, path in files.items()},
+    }
+    print(json.dumps(started), flush=True)
     try:
         web.run_app(fake.app(), host=args.host, port=args.port, print=None)
     finally:

@@ -368,6 +368,7 @@ def plan(
             documents.append(data[document.filename])
     header = _header(message, kind, sender, provider, when)
 
+    finish: Callable[[Dokumentpakkefingeravtrykk, str], Digital | Utskrift]
     if kind == "digital":
         finish = _digital(body, record, avsender, postkasseadresse or "", spraak, when)
     else:
@@ -408,7 +409,7 @@ def _digital(
     fields: dict[str, Any] = {
         "avsender": avsender,
         "mottaker": Personmottaker(postkasseadresse=postkasseadresse),
-        "sikkerhetsnivaa": int(level) if str(level).strip().isdigit() else level,
+        "sikkerhetsnivaa": int(str(level)) if str(level).strip().isdigit() else level,
         "virkningstidspunkt": _virkningstidspunkt(info, now),
         "aapningskvittering": bool(info.get("aapningskvittering") or False),
         "ikkesensitivtittel": title,

@@ -309,7 +309,8 @@ def test_the_fake_runs_alone(tmp_path: Path) -> None:
         assert process.stdout is not None
         started = json.loads(process.stdout.readline())
         assert started["url"] == f"http://127.0.0.1:{port}/dpi"
-        for name in ("ca", "mailbox", "print"):
+        assert (started["mailbox_orgnr"], started["print_orgnr"]) == ("984661185", "974761076")
+        for name in ("ca", "mailbox_certificate", "print_certificate"):
             assert Path(started[name]).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
 
         async def probe() -> list[int]:
