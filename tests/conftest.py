@@ -10,6 +10,12 @@ import pytest
 from ipunkt.testing import specs_dir as _specs_dir
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own empty folder, so nothing it starts writes into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
     """The published specs (``IPUNKT_SPECS``); skips the test when they are missing."""

@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ipunkt.api.settings import ApiSettings
+from ipunkt.config_folder import CONTEXT_KEY as CONFIG_FOLDER
 from ipunkt.lookup.settings import LookupSettings, RoutingSettings
 from ipunkt.messages.settings import MessagesSettings
 from ipunkt.plugin import ChannelConfig
@@ -97,9 +98,9 @@ class Settings(Section):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     lookup: LookupSettings = Field(default_factory=LookupSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     messages: MessagesSettings = Field(default_factory=MessagesSettings)  # type: ignore[arg-type]
-    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="One table per channel, [channels.<service>], checked by its plugin.",
@@ -121,13 +122,17 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: no such config file (write one with `ipunkt init`)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_settings(raw, source=str(path))
+    return parse_settings(raw, source=str(path), folder=path.parent)
 
 
-def parse_settings(raw: Mapping[str, Any], *, source: str = "config") -> Settings:
+def parse_settings(
+    raw: Mapping[str, Any], *, source: str = "config", folder: Path | None = None
+) -> Settings:
+    """Validate a config; relative paths in it are read from ``folder`` (the file's) if given."""
     resolved = resolve_references(raw, (), source)
+    context = {CONFIG_FOLDER: folder} if folder is not None else None
     try:
-        return Settings.model_validate(resolved)
+        return Settings.model_validate(resolved, context=context)
     except ValidationError as exc:
         raise ConfigError(describe(exc, source)) from None
 

@@ -6,7 +6,17 @@ import ipaddress
 import ssl
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ipunkt.config_folder import beside_config
 
 
 class ApiSettings(BaseModel):
@@ -17,9 +27,18 @@ class ApiSettings(BaseModel):
     )
     password: SecretStr | None = Field(None, description="HTTP Basic password of /api.")
     tls_certificate: Path | None = Field(
-        None, description="PEM certificate chain: serve HTTPS instead of HTTP."
+        None,
+        description=(
+            "PEM certificate chain: serve HTTPS instead of HTTP (a relative path is read from "
+            "the config file's folder)."
+        ),
     )
     tls_key: Path | None = Field(None, description="PEM private key of tls_certificate.")
+
+    @field_validator("tls_certificate", "tls_key")
+    @classmethod
+    def _beside_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else beside_config(value, info)
 
     @model_validator(mode="after")
     def _pairs(self) -> ApiSettings:

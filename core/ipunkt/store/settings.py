@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from ipunkt.config_folder import beside_config
 from ipunkt.store.base import MessageStore
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import Keyring, MasterKey
@@ -25,7 +26,10 @@ class StoreSettings(BaseModel):
     path: Path = Field(
         "data",  # type: ignore[assignment]
         validate_default=True,
-        description="Folder of the database and the encrypted payload files.",
+        description=(
+            "Folder of the database and the encrypted payload files (a relative path is "
+            "read from the config file's folder)."
+        ),
     )
     key: SecretStr | None = Field(
         None,
@@ -39,6 +43,11 @@ class StoreSettings(BaseModel):
         default_factory=list,
         description="Older keys that stored payloads may still be encrypted with.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _beside_config(cls, value: Path, info: ValidationInfo) -> Path:
+        return beside_config(value, info)
 
     @field_validator("key", "previous_keys")
     @classmethod

@@ -1,0 +1,43 @@
+"""Where the store lives: relative paths are read from the config file's folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ipunkt.config import load_settings, parse_settings
+
+ORG = '[organisation]\nnumber = "910077473"\n'
+
+
+def test_the_default_store_is_beside_the_config_file_wherever_ipunkt_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "ipunkt.toml").write_text(ORG)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(folder / "ipunkt.toml")
+    assert settings.store.path == folder / "data"
+
+
+def test_relative_and_absolute_paths_in_the_config(tmp_path: Path) -> None:
+    (tmp_path / "ipunkt.toml").write_text(
+        ORG + '[store]\npath = "var/store"\n'
+        '[api]\ntls_certificate = "tls/cert.pem"\ntls_key = "/secrets/key.pem"\n'
+    )
+    settings = load_settings(tmp_path / "ipunkt.toml")
+    assert settings.store.path == tmp_path / "var" / "store"
+    assert settings.api.tls_certificate == tmp_path / "tls" / "cert.pem"
+    assert settings.api.tls_key == Path("/secrets/key.pem")
+
+
+def test_settings_without_a_file_keep_relative_paths() -> None:
+    settings = parse_settings({"organisation": {"number": "910077473"}})
+    assert settings.store.path == Path("data")
+    assert not settings.store.path.is_absolute()
+    assert Path(os.getcwd()) != Path(__file__).parents[2]  # tests run outside the checkout
