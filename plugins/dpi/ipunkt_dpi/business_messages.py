@@ -33,7 +33,6 @@ STANDARD = (
 PROCESS = "urn:fdc:digdir.no:2020:profile:egovernment:innbyggerpost:{type}:ver1.0"
 CONVERSATION_ID = "ConversationId"
 
-OUTGOING = ("digital", "utskrift")
 RECEIPTS = (
     "leveringskvittering",
     "mottakskvittering",
@@ -154,15 +153,6 @@ class Header(Strict):
 class Virksomhetsidentifikator(Strict):
     authority: Literal["iso6523-actorid-upis"] = AUTHORITY
     value: str = Field(pattern=r"[0-9]{4}:\w{1,35}")
-
-    @classmethod
-    def of(cls, organisation: str) -> Virksomhetsidentifikator:
-        value = organisation if ":" in organisation else f"0192:{organisation}"
-        return cls(value=value)
-
-    @property
-    def organisation(self) -> str:
-        return self.value.split(":", 1)[1]
 
 
 class Avsender(Strict):

@@ -249,6 +249,7 @@ class FakeAccessPoint:
         self.scripts: dict[str, list[Step]] = {}
         self.faults: list[Fault] = []
         self.rejections: list[str] = []
+        """Why each refused upload was refused, for tests and the sandbox to show."""
 
     # --- scripting -----------------------------------------------------------------------
 
@@ -259,11 +260,6 @@ class FakeAccessPoint:
 
     def add_fault(self, fault: Fault) -> None:
         self.faults.append(fault)
-
-    def certificate_pem(self, *, printing: bool = False) -> str:
-        """The PEM a Service Registry record carries for this fake's mailbox (or printer)."""
-        key = self.printer if printing else self.mailbox
-        return pem(key.certificate).decode()
 
     def _plan(
         self, message_id: str, conversation_id: str, kind: str, body: dict[str, Any]

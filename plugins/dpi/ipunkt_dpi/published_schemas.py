@@ -57,10 +57,6 @@ class PublishedSchemas:
             etree.parse(str(folder / "xsd" / "sdp-manifest.xsd"), parser)
         )
 
-    @property
-    def kinds(self) -> frozenset[str]:
-        return frozenset(self._validators)
-
     def errors(self, kind: str, document: Any) -> list[str]:
         """Why ``document`` (``{"standardBusinessDocument": ...}``) breaks the ``kind`` schema."""
         validator = self._validators.get(kind)

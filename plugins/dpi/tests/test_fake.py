@@ -150,6 +150,7 @@ async def test_uploads_are_refused_with_the_reason(
         if reason:
             assert reason in problem["detail"], (name, problem["detail"])
     assert fake.shipments == {}
+    assert len(fake.rejections) == len(cases)
 
 
 async def test_packages_whose_manifest_does_not_match_are_refused(

@@ -324,3 +324,31 @@ def test_the_openapi_check_catches_requests_and_answers_the_spec_does_not_allow(
         response_body=bytearray(b'[{"forretningsmelding": "x"}]'),
     )
     assert access_point_spec.errors(right_answer) == []
+
+
+async def test_the_channel_will_not_start_without_key_tokens_or_trust_anchors(
+    kit: Any, our_key: Any, anchors: Path, tmp_path: Path
+) -> None:
+    from ipunkt.plugin import ChannelContext, ConfigurationError
+    from ipunkt_dpi.channel import DPIChannel
+    from ipunkt_dpi.config import DPIConfig
+
+    config = DPIConfig(enabled=True, trust_anchors=(anchors,))
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("no certificate here")
+    cases = {
+        "organisation's key": ChannelContext(kit.ORG, config, tokens=kit.Tokens()),
+        "Maskinporten": ChannelContext(kit.ORG, config, key=our_key),
+        "trust_anchors is empty": ChannelContext(
+            kit.ORG, DPIConfig(enabled=True), key=our_key, tokens=kit.Tokens()
+        ),
+        "channels.dpi.trust_anchors: ": ChannelContext(
+            kit.ORG,
+            DPIConfig(enabled=True, trust_anchors=(not_pem,)),
+            key=our_key,
+            tokens=kit.Tokens(),
+        ),
+    }
+    for reason, context in cases.items():
+        with pytest.raises(ConfigurationError, match=reason):
+            await DPIChannel(context).start()
