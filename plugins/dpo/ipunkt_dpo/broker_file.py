@@ -204,6 +204,8 @@ class IncomingFile:
         self._spool_dir = spool_dir
         self._spool: BinaryIO | None = None
         self._pending: AsyncIterator[bytes] | None = None
+        self.broken: BrokenFile | None = None
+        """Set when the ZIP turned out broken while someone (the sink) read the package."""
 
     async def __aenter__(self) -> IncomingFile:
         return self
@@ -229,13 +231,13 @@ class IncomingFile:
             raise BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
         return name.decode("utf-8", "replace"), self._guard(chunks)
 
-    @staticmethod
-    async def _guard(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _guard(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
                 yield chunk
         except UnzipError as exc:
-            raise BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
+            self.broken = BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}")
+            raise self.broken from exc
 
     async def open(self) -> tuple[dict[str, Any], AsyncIterator[bytes] | None]:
         sbd: dict[str, Any] | None = None

@@ -46,7 +46,7 @@ from ipunkt.plugin import (
 
 from ipunkt_dpo import message_channel, sbd_header, status_messages
 from ipunkt_dpo.broker_file import FILE_NAME, BrokenFile, IncomingFile, write_broker_file
-from ipunkt_dpo.client import BrokerClient, FileTransferInitialize, Scope
+from ipunkt_dpo.client import BrokerClient, BrokerRefused, FileTransferInitialize, Scope
 from ipunkt_dpo.config import DPOConfig
 from ipunkt_dpo.sbd_header import Party, UnusableSbd
 from ipunkt_dpo.sealing import main_document, receiver_certificate, sealer
@@ -259,7 +259,10 @@ class DPOChannel(Channel):
             except OSError as exc:
                 raise TransientError(f"a document could not be read: {exc}") from exc
         except ChannelError as exc:
-            self._last_error = str(exc)
+            if isinstance(exc, TransientError):
+                self._last_error = str(exc)
+            else:
+                self._forget(reference.value)
             log.warning("dpo: send failed", error=str(exc), kind=type(exc).__name__)
             raise
         self._forget(reference.value)
@@ -304,7 +307,13 @@ class DPOChannel(Channel):
         """The transfer an earlier attempt at this send made, if any and still of use."""
         known = self._started.get(reference)
         if known is not None:
-            overview = await self.client.overview(organisation, Scope.WRITE, known)
+            try:
+                overview = await self.client.overview(organisation, Scope.WRITE, known)
+            except BrokerRefused as exc:
+                if exc.status != 404:
+                    raise
+                self._started.pop(reference, None)  # purged: start afresh
+                return None
             return self._usable([overview])
         if not (look or reference in self._uncertain):
             return None
@@ -392,6 +401,8 @@ class DPOChannel(Channel):
                 overviews.append(await self.client.overview(organisation, Scope.READ, transfer_id))
             except ChannelError as exc:
                 failures.append(f"{transfer_id}: {exc}")
+                if isinstance(exc, PermanentError):
+                    self._untaken.discard((organisation, transfer_id))
         me = f"0192:{organisation}"
         ours = [
             o
@@ -407,15 +418,20 @@ class DPOChannel(Channel):
             )
         ]
         ours.sort(key=lambda o: str(o.get("created") or ""))
-        for overview in ours:
-            transfer_id = str(overview.get("fileTransferId"))
+        taking = [str(o.get("fileTransferId")) for o in ours]
+        # What is no longer ours to take (another instance took it, or it is gone) is dropped.
+        self._untaken = {(o, t) for o, t in self._untaken if o != organisation or t in taking}
+        for transfer_id in taking:
             try:
                 await self._take(organisation, transfer_id, sink)
-            except ChannelError as exc:
+            except Exception as exc:  # one file's trouble must not stop the others
                 self._untaken.add((organisation, transfer_id))
                 failures.append(f"{transfer_id}: {exc}")
                 self.log.warning(
-                    "dpo: could not take a file", file_transfer_id=transfer_id, error=str(exc)
+                    "dpo: could not take a file",
+                    file_transfer_id=transfer_id,
+                    error=str(exc),
+                    exc_info=not isinstance(exc, ChannelError),
                 )
             else:
                 self._untaken.discard((organisation, transfer_id))
@@ -436,7 +452,12 @@ class DPOChannel(Channel):
                     conversation_id=sbd_header.conversation_id(sbd),
                     document_type=sbd_header.document_type(sbd),
                 )
-                new = await sink.receive(IncomingMessage(sbd=sbd, payload=payload))
+                try:
+                    new = await sink.receive(IncomingMessage(sbd=sbd, payload=payload))
+                except Exception:
+                    if incoming.broken is None:
+                        raise
+                    raise incoming.broken from None  # the sink stopped at the broken package
                 stored = sbd
             except (BrokenFile, UnusableSbd) as exc:
                 log.warning("dpo: discarding a broken file", reason=str(exc))

@@ -161,6 +161,8 @@ class RecordingSink:
     folder: Path
     received: list[tuple[dict[str, Any], Path | None]] = field(default_factory=list)
     fail_with: Exception | None = None
+    wrap_errors: bool = False
+    """Raise the sink's own error when reading the package fails, as a store might."""
 
     async def receive(self, message: IncomingMessage) -> bool:
         if self.fail_with is not None:
@@ -173,8 +175,13 @@ class RecordingSink:
         if message.payload is not None:
             path = self.folder / f"{uuid.uuid4()}.asic"
             with path.open("wb") as out:
-                async for chunk in message.payload:
-                    out.write(chunk)
+                try:
+                    async for chunk in message.payload:
+                        out.write(chunk)
+                except Exception as exc:
+                    if self.wrap_errors:
+                        raise RuntimeError(f"could not store the package: {exc}") from exc
+                    raise
         self.received.append((dict(message.sbd), path))
         return True
 
@@ -376,11 +383,11 @@ class Kit:
         return Attachment(filename, mime, len(data), chunks, primary=primary)
 
     @staticmethod
-    def sbd_zip(*members: tuple[str, bytes]) -> bytes:
+    def sbd_zip(*members: tuple[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
         """A ZIP of ``(name, data)`` members, in that order."""
         buffer = io.BytesIO()
         with (
-            zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+            zipfile.ZipFile(buffer, "w", compression=compression) as archive,
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")  # a duplicate name is what some tests want

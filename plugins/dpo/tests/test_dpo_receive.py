@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,31 @@ async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
     assert len(discarded) == 1 and reason in discarded[0]["reason"], logs
     assert discarded[0]["file_transfer_id"] == transfer_id
     assert len(world.broker.transfers) == 1, "no status reply for a discarded file"
+
+
+@pytest.mark.parametrize("wrap_errors", [False, True])
+async def test_a_package_found_broken_while_stored_is_confirmed_and_discarded(
+    world: Any, kit: Any, make_sink: Any, wrap_errors: bool
+) -> None:
+    sealed = bytes(range(256)) * 400
+    data = bytearray(
+        kit.sbd_zip(
+            ("sbd.json", _valid_sbd(kit)), ("asic.zip", sealed), compression=zipfile.ZIP_STORED
+        )
+    )
+    data[data.index(sealed) + 5000] ^= 0xFF  # one bit flipped: the CRC-32 no longer matches
+    transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, bytes(data))
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+    sink.wrap_errors = wrap_errors
+
+    with structlog.testing.capture_logs() as logs:
+        await b.poll_incoming(sink)
+
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    [discarded] = [e for e in logs if e["event"] == "dpo: discarding a broken file"]
+    assert "CRC32IntegrityError" in discarded["reason"]
 
 
 async def test_a_file_left_unconfirmed_by_a_crash_is_taken_after_a_restart(

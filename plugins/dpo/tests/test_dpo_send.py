@@ -414,3 +414,20 @@ async def test_an_unreachable_slow_or_cut_broker_is_transient(world: Any, kit: A
     world.broker.inject(Fault(FaultKind.TRUNCATE, method="POST", path="/filetransfer$"))
     with pytest.raises(TransientError):
         await channel.send(_message(world, kit))
+
+
+async def test_health_and_poll_interval_follow_the_broker_and_the_config(
+    world: Any, kit: Any
+) -> None:
+    channel = await world.channel(kit.ORG_A, poll_interval=2.5)
+    assert channel.incoming_poll_interval == 2.5
+    assert (await channel.health()).ok
+    world.broker.inject(Fault(status=503, method="POST"))
+    with pytest.raises(TransientError):
+        await channel.send(_message(world, kit))
+    health = await channel.health()
+    assert not health.ok and "503" in health.detail
+    await channel.send(_message(world, kit))
+    assert (await channel.health()).ok
+    await channel.stop()
+    assert not (await channel.health()).ok
