@@ -85,7 +85,8 @@ class DPVChannel(Channel):
             answer = await client.upload(upload.fields, upload.files)
         except AltinnRefusal as exc:
             if exc.status != 409:
-                log.warning("dpv.refused", status=exc.status, reason=str(exc))
+                log.warning("dpv.refused", status=exc.status, error_code=exc.error_code,
+                            reason=str(exc))
                 raise
             log.info("dpv.already_sent", reason=str(exc))
             return await self._recover(message, upload.resource, log)

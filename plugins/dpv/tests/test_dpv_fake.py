@@ -7,14 +7,18 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from ipunkt.plugin import ChannelContext, PermanentError, PollableConversation, ReceiptStatus
 from ipunkt.testing import free_port, specs_dir
-from ipunkt_dpv.fake import Fault
+from ipunkt_dpv.channel import DPVChannel
+from ipunkt_dpv.config import DPVConfig
+from ipunkt_dpv.fake import API, FakeCorrespondence, Fault, Lifecycle
 
-from .conftest import Altinn, outgoing
+from .conftest import BUSINESS, ORG, Altinn, ServerFactory, StaticTokens, outgoing
 
 HEADERS = {"Authorization": "Bearer t", "Accept": "application/json"}
 
@@ -241,3 +245,29 @@ def test_the_fake_runs_alone_and_checks_against_the_spec() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+async def test_without_the_published_spec_the_fake_still_keeps_altinns_rules(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    """As in a sandbox where ../shared/specs is missing: nothing is checked against the spec,
+    but the service behaves the same."""
+    fake = FakeCorrespondence(storage=tmp_path, lifecycle=Lifecycle(publish_after=0))
+    server = await aiohttp_server(fake.app)
+    config = DPVConfig(enabled=True, correspondence_url=str(server.make_url(API)))
+    channel = DPVChannel(ChannelContext(organisation=ORG, config=config, tokens=StaticTokens()))
+    await channel.start()
+    try:
+        message = outgoing("arkivmelding")
+        first = await channel.send(message)
+        assert (await channel.send(message)).external_reference == first.external_reference
+        updates = await channel.poll_statuses([PollableConversation(
+            message.message_id, message.conversation_id, BUSINESS, first.external_reference,
+            (ReceiptStatus.SENDT,))])
+        assert [u.status for u in updates] == [ReceiptStatus.LEVERT]
+        with pytest.raises(PermanentError, match=r"\(1037\)"):
+            await channel.send(outgoing("digital_dpv", business={
+                "tittel": "t" * 300, "sammendrag": "s", "innhold": "i"}))
+    finally:
+        await channel.stop()
+    assert len(fake.correspondences) == 1 and fake.violations == []

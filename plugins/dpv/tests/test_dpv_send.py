@@ -176,6 +176,7 @@ async def test_sent_twice_after_a_crash_the_second_send_finds_the_first(altinn: 
     assert second.external_reference == first.external_reference
     assert second.statuses == (ReceiptStatus.SENDT,)
     assert len(altinn.fake.correspondences) == 1
+    assert len(altinn.fake.by_senders_reference(message.message_id)) == 1
     uploads = [r for r in altinn.fake.requests if r.operation == "upload"]
     lookups = [r for r in altinn.fake.requests if r.operation == "list"]
     assert len(uploads) == 2
