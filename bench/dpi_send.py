@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ def _peak_rss_mib() -> float:
 
 
 class _Tokens:
-    async def token(self, scopes: Any, *, altinn: bool = False) -> str:
+    async def token(
+        self, scopes: Sequence[str], *, altinn: bool = False, organisation: str | None = None
+    ) -> str:
         return f"bench-token-{uuid.uuid4()}"
 
 

@@ -128,12 +128,15 @@ class DPIChannel(Channel):
                 raise ConfigurationError(f"channels.dpi.trust_anchors: {exc}") from exc
         return self._trust
 
-    async def _token(self) -> str:
+    async def _token(self, organisation: str | None = None) -> str:
+        """A token for ``organisation`` (``consumer_org``, sending on its behalf) or our own."""
         tokens = self.context.tokens
         if tokens is None:
             raise ConfigurationError("DPI needs Maskinporten tokens: configure Maskinporten")
         try:
-            return await tokens.token([SCOPE])
+            if organisation is None:
+                return await tokens.token([SCOPE])
+            return await tokens.token([SCOPE], organisation=organisation)
         except ChannelError:
             raise
         except Exception as exc:
@@ -150,7 +153,7 @@ class DPIChannel(Channel):
             message, language=self.config.language, size_limit=self.config.upload_size_limit
         )
         async with sealed(shipment, key, spool=self.config.spool_directory) as package:
-            token = await self._token()
+            token = await self._token(shipment.consumer)
             document = shipment.business_document(package.sha256, token)
             signed = jws.sign(document.wire(), key)
             await self.client.send(

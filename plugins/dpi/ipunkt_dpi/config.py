@@ -22,30 +22,30 @@ def normalise_kanal(kanal: str) -> str:
 class DPIConfig(ChannelConfig):
     access_point_url: str = "https://qa.meldingsformidler.digdir.no/api/v2/dpi"
     """Base URL of the DPI access point (corner 2)."""
-    kanal: str | None = Field("no_difi_move_integrasjonspunkt", pattern=KANAL_PATTERN)
+    kanal: str | None = Field(default="no_difi_move_integrasjonspunkt", pattern=KANAL_PATTERN)
     """Receipt channel (MPC): keeps several integration points of one organisation apart.
     Letters, digits, _ and - (dots become _); the original's default. Unset: sent without a
     kanal, and receipts of every kanal are fetched."""
-    receipt_poll_interval: float = Field(10.0, gt=0)
+    receipt_poll_interval: float = Field(default=10.0, gt=0)
     """Seconds between fetches of statuses and receipts."""
-    page_size: int = Field(100, ge=1, le=1000)
+    page_size: int = Field(default=100, ge=1, le=1000)
     """Receipts fetched per poll."""
     avsenderidentifikatorer: tuple[str, ...] = ()
     """Sender identifiers (avsenderidentifikator) whose receipts are fetched on their own."""
     poll_without_avsenderidentifikator: bool = True
     """Also fetch receipts without naming a sender identifier (the original's default)."""
-    language: str = Field("NO", min_length=2, max_length=2)
+    language: str = Field(default="NO", min_length=2, max_length=2)
     """Language (ISO 639-1) of titles when neither the message nor the receiver says."""
     trust_anchors: tuple[Path, ...] = ()
     """PEM files of the CAs that issue the certificates receipts are signed with (Buypass,
     Commfides). Required: a receipt whose signer does not chain to one is refused."""
-    upload_size_limit: int = Field(50 * MIB, gt=0)
+    upload_size_limit: int = Field(default=50 * MIB, gt=0)
     """The largest total size of one message's files, in bytes (the original's 50 MB)."""
     spool_directory: Path | None = None
     """Where sealed packages wait for upload (default: the system's temporary directory)."""
-    connect_timeout: float = Field(5.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
     """Seconds to wait for a connection to the access point."""
-    read_timeout: float = Field(60.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
     """Seconds the access point may stay silent during a request before it counts as failed."""
 
     @field_validator("kanal")

@@ -185,8 +185,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _token_scopes(token: str) -> set[str] | None:
-    """The scopes of a JWT bearer token (unverified), or None if it is opaque."""
+def _token_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT bearer token (unverified: the fake trusts its Maskinporten), or
+    None if the token is opaque."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -194,8 +195,19 @@ def _token_scopes(token: str) -> set[str] | None:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except ValueError:
         return None
-    scope = claims.get("scope") if isinstance(claims, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def _token_scopes(token: str) -> set[str] | None:
+    scope = (_token_claims(token) or {}).get("scope")
     return set(scope.split()) if isinstance(scope, str) else None
+
+
+def _token_consumer(token: str) -> str | None:
+    """Maskinporten's ``consumer.ID`` (``0192:<orgnr>``): whom the token acts for."""
+    consumer = (_token_claims(token) or {}).get("consumer")
+    identifier = consumer.get("ID") if isinstance(consumer, dict) else None
+    return identifier if isinstance(identifier, str) else None
 
 
 async def _drain(request: web.Request) -> None:
@@ -480,6 +492,12 @@ class FakeAccessPoint:
             return None
         if body["maskinportentoken"] != token:
             raise Rejected("maskinportentoken is not the token this request was made with")
+        consumer = _token_consumer(token)
+        avsender_value = body["avsender"]["virksomhetsidentifikator"]["value"]
+        if consumer is not None and consumer != avsender_value:
+            raise Rejected(
+                f"the token acts for {consumer}, not for the avsender {avsender_value}", 403
+            )
         fingerprint = body["dokumentpakkefingeravtrykk"]
         if (
             fingerprint["digestMethod"] != SHA256

@@ -75,6 +75,9 @@ class Shipment:
     """The provider's certificate: the package is sealed to it."""
     manifest: SdpManifest
     documents: tuple[Attachment, ...]
+    consumer: str
+    """The organisation the message is sent for (the avsender): the Maskinporten token's
+    ``consumer_org`` when it is not our own, as the original asks for it."""
     finish: Callable[[Dokumentpakkefingeravtrykk, str], Digital | Utskrift]
 
     def business_document(self, fingerprint: bytes, token: str) -> BusinessDocument:
@@ -122,7 +125,9 @@ def kind_of(message: OutgoingMessage) -> str:
 
 
 def _organisations(sender: str) -> tuple[str, str | None]:
-    """``(icd:org, icd:part org)`` from ``org``, ``icd:org`` or ``icd:org:partOrg``."""
+    """``(icd:org, icd:part org)`` from ``org``, ``icd:org`` or ``icd:org:partOrg``: the
+    integration point's organisation sends (the SBD's sender, whose key signs), on behalf of
+    the part organisation when there is one (the business message's ``avsender``)."""
     parts = sender.strip().split(":")
     if len(parts) == 1:
         return f"0192:{parts[0]}", None
@@ -320,11 +325,7 @@ def plan(
         raise _refuse("the message has no service record for its receiver")
     body = _section(message.sbd, "digital" if kind == "digital" else "print")
     sender, on_behalf_of = _organisations(message.sender)
-    if on_behalf_of is not None:
-        raise _refuse(
-            f"sending on behalf of {on_behalf_of} needs a Maskinporten token with consumer_org, "
-            "which this integration point's token provider does not issue"
-        )
+    avsender_organisation = on_behalf_of or sender
     provider = _provider(record, kind)
     recipient = _certificate(record)
     total = sum(a.size for a in message.attachments)
@@ -341,7 +342,7 @@ def plan(
     )
     try:
         avsender = Avsender(
-            virksomhetsidentifikator=Virksomhetsidentifikator(value=sender),
+            virksomhetsidentifikator=Virksomhetsidentifikator(value=avsender_organisation),
             avsenderidentifikator=_text(body.get("avsenderId")),
             fakturaReferanse=_text(body.get("fakturaReferanse")),
         )
@@ -352,7 +353,7 @@ def plan(
         raise _refuse("the service record has no postbox address (postkasseAdresse)")
     try:
         manifest = SdpManifest(
-            sender=sender,
+            sender=avsender_organisation,
             main_document=_sdp_document(main, spraak, data.get(main.filename)),
             attachments=tuple(_sdp_document(a, spraak, data.get(a.filename)) for a in others),
             postkasseadresse=postkasseadresse,
@@ -373,7 +374,8 @@ def plan(
         finish = _digital(body, record, avsender, postkasseadresse or "", spraak, when)
     else:
         finish = _utskrift(body, record, avsender)
-    return Shipment(kind, header, provider, recipient, manifest, tuple(documents), finish)
+    consumer = avsender_organisation.split(":")[-1]
+    return Shipment(kind, header, provider, recipient, manifest, tuple(documents), consumer, finish)
 
 
 def _digital(

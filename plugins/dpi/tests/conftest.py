@@ -79,18 +79,23 @@ TOKEN_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 class Tokens:
     """Maskinporten-like tokens: RS256 JWTs with the scope, as the core's client hands out."""
 
-    def __init__(self, organisation: str = ORG) -> None:
+    def __init__(self, organisation: str = ORG, *, delegations: bool = True) -> None:
         self.organisation = organisation
+        self.delegations = delegations
         self.key = TOKEN_KEY
         self.issued: list[str] = []
 
-    async def token(self, scopes: Any, *, altinn: bool = False) -> str:
+    async def token(
+        self, scopes: Any, *, altinn: bool = False, organisation: str | None = None
+    ) -> str:
+        """``organisation``: act for it (``consumer_org``), if it delegated to us."""
+        consumer = organisation if organisation and self.delegations else self.organisation
         now = int(time.time())
         claims = {
             "iss": "https://test.maskinporten.no/",
             "scope": " ".join(scopes),
             "client_id": f"MOVE_IP_{self.organisation}",
-            "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{self.organisation}"},
+            "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{consumer}"},
             "iat": now,
             "exp": now + 120,
             "jti": str(uuid.uuid4()),

@@ -352,3 +352,39 @@ async def test_the_channel_will_not_start_without_key_tokens_or_trust_anchors(
     for reason, context in cases.items():
         with pytest.raises(ConfigurationError, match=reason):
             await DPIChannel(context).start()
+
+
+async def test_sending_on_behalf_of_another_organisation(
+    make_channel: Any, fake: Any, kit: Any, recorder: Any
+) -> None:
+    channel = await make_channel()
+    outgoing = kit.message(
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
+        [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
+        sender=f"0192:{kit.ORG}:987654321",
+    )
+    await channel.send(outgoing)
+    shipment = fake.shipments[outgoing.message_id]
+    sbd = shipment.business_message["standardBusinessDocument"]
+    assert sbd["standardBusinessDocumentHeader"]["sender"][0]["identifier"]["value"] == (
+        f"0192:{kit.ORG}"
+    )
+    assert sbd["digital"]["avsender"]["virksomhetsidentifikator"]["value"] == "0192:987654321"
+    assert shipment.manifest.sender == "0192:987654321"
+    claims = json.loads(
+        base64.urlsafe_b64decode(sbd["digital"]["maskinportentoken"].split(".")[1] + "==")
+    )
+    assert claims["consumer"]["ID"] == "0192:987654321"
+
+    undelegated = await make_channel(tokens=kit.Tokens(delegations=False))
+    other = kit.message(
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
+        [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
+        sender=f"0192:{kit.ORG}:987654321",
+    )
+    with pytest.raises(PermanentError, match="HTTP 403: Forbidden: the token acts for"):
+        await undelegated.send(other)

@@ -274,16 +274,6 @@ def test_other_refusals(fake: Any, kit: Any) -> None:
                 [kit.attachment("x.pdf", kit.PDF)],
             )
         )
-    with pytest.raises(PermanentError, match="consumer_org"):
-        plan(
-            kit.message(
-                "digital",
-                kit.service_record(fake),
-                kit.digital_body(),
-                [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
-                sender=f"0192:{kit.ORG}:987654321",
-            )
-        )
     with pytest.raises(PermanentError, match="at most 100"):
         plan(_digital(fake, kit), size_limit=100)
     with pytest.raises(PermanentError, match=r"print\.mottaker"):
