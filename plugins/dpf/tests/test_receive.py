@@ -14,6 +14,7 @@ from ipunkt.package.cms import encrypt
 from ipunkt.package.manifest import IpManifest
 from ipunkt.package.seal import open_package
 from ipunkt.plugin import ReceiptStatus, TransientError
+from ipunkt.sbd import business_violations, header_violations, parse_sbd
 from ipunkt_dpf.incoming import Unprocessable, read_forsendelse, seal_forsendelse
 from lxml import etree
 
@@ -48,6 +49,9 @@ async def test_what_one_sends_the_other_receives_sealed_for_itself(
     assert scopes["SenderRef"]["instanceIdentifier"] == message.message_id
     assert "ReceiverRef" not in scopes
     assert received.sbd["arkivmelding"] == {"sikkerhetsnivaa": 3}
+    parsed = parse_sbd(received.sbd)  # as the core reads it: no rule of the original broken
+    assert header_violations(parsed, datetime.now(UTC)) == []
+    assert business_violations(parsed, "DPF") == []
 
     with received.package.open("rb") as package:
         opened = open_package(package, key=receiver_key, trust=None,

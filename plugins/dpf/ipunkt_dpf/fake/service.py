@@ -461,7 +461,7 @@ class FakeSvarUt:
         def members() -> Iterator[tuple[Any, ...]]:
             for document, path in zip(documents, parts, strict=True):
                 yield (document["filnavn"], modified, 0o100644,
-                       ZIP_AUTO(path.stat().st_size), plaintext(document, path))
+                       ZIP_AUTO(path.stat().st_size, level=0), plaintext(document, path))
 
         try:
             with package.open("wb") as out, CmsWriter(out, recipient) as writer:
