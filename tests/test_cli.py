@@ -15,6 +15,14 @@ from ipunkt import __version__
 from ipunkt.testing import ServerProcess, free_port
 
 BROKEN = "import this_module_is_not_installed\n"
+PIGEON = """
+from ipunkt.plugin import ChannelInfo, hookimpl
+
+@hookimpl
+def register_channels(register):
+    register(ChannelInfo(service="DPP", name="Pigeon post", message_types=frozenset({"avtalt"}),
+                         max_size=1000))
+"""
 
 
 def ipunkt(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -59,10 +67,18 @@ def test_plugins_lists_the_channels_and_the_broken_plugin(broken_env) -> None:
         entry = listing[name]
         assert (entry["distribution"], entry["status"]) == (f"ipunkt-{name}", "ok")
         assert [s["service"] for s in entry["services"]] == [name.upper()]
-        assert entry["services"][0]["transport"] == "not implemented"
     table = ipunkt("plugins", env=broken_env).stdout
     assert "broken_channel: broken-channel 1.0.0 - failed" in table
-    assert "DPO (DPO: Altinn 3 broker" in table and "transport: not implemented" in table
+    assert "DPO (DPO: Altinn 3 broker" in table
+
+
+def test_plugins_says_when_a_channel_has_no_transport(install_plugin) -> None:
+    site = install_plugin("pigeon-channel", PIGEON)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listing = {e["name"]: e for e in json.loads(ipunkt("plugins", "--json", env=env).stdout)}
+    assert listing["pigeon_channel"]["services"][0]["transport"] == "not implemented"
+    table = ipunkt("plugins", env=env).stdout
+    assert "DPP (Pigeon post): transport: not implemented" in table
 
 
 def test_plugins_honours_the_disable_variable() -> None:

@@ -9,11 +9,15 @@ from aiohttp import web
 
 from ipunkt.api import capabilities, manage, nextmove
 from ipunkt.api.middlewares import errors, request_context
-from ipunkt.appkeys import ADDRESS_BOOK, CHANNELS, PLUGINS, READY, ROUTER, SETTINGS
+from ipunkt.api.nextmove import NEXTMOVE
+from ipunkt.appkeys import ADDRESS_BOOK, CHANNELS, ENGINE, PLUGINS, READY, ROUTER, SETTINGS
 from ipunkt.channels import ChannelSet
 from ipunkt.config import Settings
+from ipunkt.delivery.engine import DeliveryEngine
 from ipunkt.lookup.assembly import build_address_book
 from ipunkt.lookup.routing import Router
+from ipunkt.maskinporten.tokens import MaskinportenTokens
+from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost
 
@@ -21,18 +25,28 @@ log = structlog.get_logger(__name__)
 
 
 def create_app(
-    settings: Settings, plugins: PluginHost, channel_configs: Mapping[str, ChannelConfig]
+    settings: Settings,
+    plugins: PluginHost,
+    channel_configs: Mapping[str, ChannelConfig],
+    key: OrganisationKey | None = None,
 ) -> web.Application:
     """Build the gateway's application; nothing starts until aiohttp runs its cleanup_ctx."""
     app = web.Application(middlewares=[request_context, errors])
     app[SETTINGS] = settings
     app[PLUGINS] = plugins
-    app[CHANNELS] = ChannelSet(settings.organisation.number, plugins.channels, channel_configs)
+    tokens = None
+    if key is not None and settings.maskinporten.token_url is not None:
+        tokens = MaskinportenTokens(settings.maskinporten, settings.organisation.number, key)
+        app.on_cleanup.append(lambda _app: tokens.close())
+    app[CHANNELS] = ChannelSet(
+        settings.organisation.number, plugins.channels, channel_configs, key=key, tokens=tokens
+    )
     app[ADDRESS_BOOK] = build_address_book(
         settings.lookup,
         plugins,
         organisation=settings.organisation.number,
         services=app[CHANNELS].enabled(),
+        tokens=tokens,
     )
     app[ROUTER] = Router(
         app[ADDRESS_BOOK],
@@ -44,6 +58,7 @@ def create_app(
     app.cleanup_ctx.append(_channels_running)
     app.cleanup_ctx.append(_lookup_running)
     nextmove.install(app)
+    _install_delivery(app)
     app.cleanup_ctx.append(_readiness)
     app.on_shutdown.append(_not_ready)
     manage.setup_routes(app)
@@ -63,6 +78,27 @@ async def _lookup_running(app: web.Application) -> AsyncIterator[None]:
     app[ROUTER].log_table()
     yield
     await app[ADDRESS_BOOK].stop()
+
+
+def _install_delivery(app: web.Application) -> None:
+    """The engine runs once the store is open, and stops before it closes."""
+    services = app[NEXTMOVE]
+    app[ENGINE] = DeliveryEngine(
+        services.store,
+        services.outgoing,
+        services.incoming,
+        services.statuses.rules,
+        app[CHANNELS],
+        app[ROUTER],
+        app[SETTINGS].delivery,
+    )
+    app.cleanup_ctx.append(_delivery_running)
+
+
+async def _delivery_running(app: web.Application) -> AsyncIterator[None]:
+    await app[ENGINE].start()
+    yield
+    await app[ENGINE].stop()
 
 
 async def _readiness(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ipunkt.channels import ChannelSet
 from ipunkt.config import Settings
+from ipunkt.delivery.engine import DeliveryEngine
 from ipunkt.lookup.address_book import AddressBook
 from ipunkt.lookup.routing import Router
 from ipunkt.plugins import PluginHost
@@ -19,3 +20,5 @@ ROUTER = web.AppKey("router", Router)
 """Resolves a message's receiver, process and document type to a :class:`Route`."""
 READY = web.AppKey("ready", dict[str, bool])
 """``{"ready": bool}``: true between start-up and the beginning of shutdown."""
+ENGINE = web.AppKey("engine", DeliveryEngine)
+"""Outbox workers, pollers, the lifetime sweeper and webhook pushes."""

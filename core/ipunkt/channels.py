@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from ipunkt.errors import ServiceNotEnabled
-from ipunkt.plugin import Channel, ChannelConfig, ChannelContext, ChannelInfo
+from ipunkt.plugin import Channel, ChannelConfig, ChannelContext, ChannelInfo, TokenProvider
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +43,9 @@ class ChannelSet:
         organisation: str,
         infos: Mapping[str, ChannelInfo],
         configs: Mapping[str, ChannelConfig],
+        *,
+        key: object = None,
+        tokens: TokenProvider | None = None,
     ) -> None:
         self.states: dict[str, ChannelState] = {}
         for service, info in infos.items():
@@ -53,6 +56,8 @@ class ChannelSet:
                     organisation=organisation,
                     config=config,
                     log=structlog.get_logger(f"ipunkt.channel.{service}").bind(channel=service),
+                    key=key,
+                    tokens=tokens,
                 )
                 channel = info.factory(context)
             self.states[service] = ChannelState(info, config, channel)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ipunkt.api.settings import ApiSettings
 from ipunkt.config_folder import CONTEXT_KEY as CONFIG_FOLDER
+from ipunkt.delivery.settings import DeliverySettings, WebhookSettings
+from ipunkt.maskinporten.settings import MaskinportenSettings
 from ipunkt.lookup.settings import LookupSettings, RoutingSettings
 from ipunkt.messages.settings import MessagesSettings
 from ipunkt.plugin import ChannelConfig
@@ -44,6 +46,21 @@ class Section(BaseModel):
 class OrganisationSettings(Section):
     number: str = Field(description="Your organisation number (9 digits).")
     name: str = Field("", description="Your organisation's name, shown on the status page.")
+    key: Path | None = Field(
+        None,
+        description=(
+            "Your virksomhetssertifikat's private key and certificate chain: PKCS#12 or PEM "
+            "(relative paths are read from the config file's folder)."
+        ),
+    )
+    key_password: SecretStr | None = Field(None, description="The key file's password.")
+    certificate: Path | None = Field(
+        None, description="The certificate chain, when the PEM key file holds only the key."
+    )
+    trust_anchors: list[Path] = Field(
+        default_factory=list,
+        description="CA certificates (PEM) your certificate must chain to; checked at start-up.",
+    )
 
     @field_validator("number")
     @classmethod
@@ -101,6 +118,11 @@ class Settings(Section):
     store: StoreSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     messages: MessagesSettings = Field(default_factory=MessagesSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)  # type: ignore[arg-type]
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)  # type: ignore[arg-type]
+    maskinporten: MaskinportenSettings = Field(
+        default_factory=MaskinportenSettings  # type: ignore[arg-type]
+    )
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="One table per channel, [channels.<service>], checked by its plugin.",
@@ -226,9 +248,9 @@ def starter_config(host: PluginHost, organisation: str) -> str:
     for info in sorted(host.channels.values(), key=lambda i: i.service):
         transport = "" if info.has_transport else " (this plugin has no transport yet)"
         parts.append(f"# {info.name}: {', '.join(sorted(info.message_types))}{transport}")
+        parts.append("# Fill in its keys, then set enabled = true.")
         parts += _render_section(
-            f"channels.{info.service.lower()}", info.config_schema,
-            {"enabled": info.has_transport},
+            f"channels.{info.service.lower()}", info.config_schema, {"enabled": False}
         )
     return "\n".join(parts)
 

@@ -196,10 +196,14 @@ class StatusUpdate:
 class TokenProvider(Protocol):
     """Bearer tokens for remote services (filled by the core's Maskinporten client)."""
 
-    async def token(self, scopes: Sequence[str], *, altinn: bool = False) -> str:
+    async def token(
+        self, scopes: Sequence[str], *, altinn: bool = False, organisation: str | None = None
+    ) -> str:
         """A Maskinporten access token for ``scopes``; exchanged for an Altinn token if asked.
 
-        Tokens are cached until shortly before they expire, so call this before each request.
+        ``organisation`` acts for another organisation (a reportee) instead of our own. Tokens
+        are cached until shortly before they expire, so call this before each request. Raises
+        :class:`TransientError` (Maskinporten unreachable) or :class:`PermanentError`.
         """
         ...
 

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from ipunkt.api.middlewares import dumps
-from ipunkt.appkeys import CHANNELS, PLUGINS, READY
+from ipunkt.appkeys import CHANNELS, ENGINE, PLUGINS, READY
+from ipunkt.delivery.metrics import CONTENT_TYPE
 from ipunkt.plugins import PluginStatus
 
 UP, DOWN, OUT_OF_SERVICE, DEGRADED = "UP", "DOWN", "OUT_OF_SERVICE", "DEGRADED"
@@ -71,7 +72,14 @@ def _answer(body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    """The delivery engine's figures in Prometheus' text format."""
+    body = await request.app[ENGINE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/manage/health", health)
     app.router.add_get("/manage/health/liveness", liveness)
     app.router.add_get("/manage/health/readiness", readiness)
+    app.router.add_get("/manage/prometheus", prometheus)

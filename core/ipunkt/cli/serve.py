@@ -14,6 +14,7 @@ from ipunkt.cli.options import config_option
 from ipunkt.config import ConfigError
 from ipunkt.gateway import load_gateway
 from ipunkt.logconfig import configure_logging
+from ipunkt.plugin import ConfigurationError
 
 
 @click.command()
@@ -35,7 +36,10 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
     log = structlog.get_logger("ipunkt.serve")
     for record in gateway.plugins.failed():
         log.warning("plugin not loaded", plugin=record.name, error=record.error)
-    app = create_app(settings, gateway.plugins, gateway.channel_configs)
+    try:
+        app = create_app(settings, gateway.plugins, gateway.channel_configs, gateway.key)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     if problem := exposure_problem(settings.api, host):

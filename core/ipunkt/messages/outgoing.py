@@ -119,6 +119,8 @@ class OutgoingMessages:
         self.organisation = organisation
         self.default_ttl = default_ttl
         self.clock = clock
+        self.on_queued: list[Callable[[str], None]] = []
+        """Told each message id queued here, so that delivery need not wait for its poll."""
 
     # -- create -------------------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class OutgoingMessages:
         files = self._check_files(checked.sbd, checked.route.service, staged, [])
         self._check_sendable(checked.sbd, checked.route.service, files, checked.new.expiry)
         await self._store(checked, files=files, queue=True)
+        for listener in self.on_queued:
+            listener(checked.new.message_id)
         return checked.wire
 
     async def _check_new(self, sbd: StandardBusinessDocument) -> _Checked:
@@ -416,6 +420,8 @@ class OutgoingMessages:
             raise errors.MessageNotFound(message_id) from None
         log.info("message queued", message_id=message_id, conversation_id=record.conversation_id,
                  channel=record.service)
+        for listener in self.on_queued:
+            listener(message_id)
 
     def _check_sendable(
         self,

@@ -7,10 +7,10 @@ polling. Statuses of the services in ``status_queue_includes`` also go on the st
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from ipunkt.plugin import ReceiptStatus
+from ipunkt.plugin import ReceiptStatus, StatusUpdate
 from ipunkt.store.base import (
     Direction,
     MessageStore,
@@ -51,6 +51,28 @@ class StatusRules:
             pollable=False if completing else None,
             queue=service.upper() in self.queue_services,
         )
+
+
+    def reported(
+        self,
+        statuses: Sequence[ReceiptStatus | StatusUpdate],
+        at: datetime,
+        service: str,
+    ) -> list[StatusChange]:
+        """The changes for statuses a channel reported about an outgoing conversation.
+
+        A LEVERT brings a MOTTATT before it, so that a conversation never shows delivered
+        without received (the store ignores the MOTTATT when the conversation has it).
+        """
+        changes = []
+        for item in statuses:
+            update = item if isinstance(item, StatusUpdate) else StatusUpdate("", item)
+            if update.status is ReceiptStatus.LEVERT:
+                changes.append(self.change(ReceiptStatus.MOTTATT, at, service))
+            changes.append(self.change(update.status, at, service,
+                                       description=update.description,
+                                       raw_receipt=update.raw_receipt))
+        return changes
 
 
 class Statuses:
