@@ -39,7 +39,12 @@ def create_app(
         tokens = MaskinportenTokens(settings.maskinporten, settings.organisation.number, key)
         app.on_cleanup.append(lambda _app: tokens.close())
     app[CHANNELS] = ChannelSet(
-        settings.organisation.number, plugins.channels, channel_configs, key=key, tokens=tokens
+        settings.organisation.number,
+        plugins.channels,
+        channel_configs,
+        key=key,
+        tokens=tokens,
+        organisation_name=settings.organisation.name,
     )
     app[ADDRESS_BOOK] = build_address_book(
         settings.lookup,

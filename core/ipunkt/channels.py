@@ -46,6 +46,7 @@ class ChannelSet:
         *,
         key: object = None,
         tokens: TokenProvider | None = None,
+        organisation_name: str = "",
     ) -> None:
         self.states: dict[str, ChannelState] = {}
         for service, info in infos.items():
@@ -58,6 +59,7 @@ class ChannelSet:
                     log=structlog.get_logger(f"ipunkt.channel.{service}").bind(channel=service),
                     key=key,
                     tokens=tokens,
+                    organisation_name=organisation_name,
                 )
                 channel = info.factory(context)
             self.states[service] = ChannelState(info, config, channel)

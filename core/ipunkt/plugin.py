@@ -103,6 +103,7 @@ class OutgoingMessage:
     receiver: str
     process: str
     document_type: str
+    """``documentIdentification.standard``, e.g. ``urn:no:difi:arkivmelding:xsd::arkivmelding``."""
     sbd: Mapping[str, Any]
     expires_at: datetime
     attachments: Sequence[Attachment] = ()
@@ -179,6 +180,8 @@ class PollableConversation:
     receiver: str
     external_reference: str | None
     statuses: tuple[ReceiptStatus, ...]
+    document_type: str = ""
+    """The message's ``documentIdentification.standard`` (a URN ending in ``::<type>``)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,9 @@ class StatusUpdate:
     raw_receipt: str | None = None
     stop_polling: bool = False
     """Set when the remote side will never say more (the Altinn correspondence is gone)."""
+    incoming: IncomingMessage | None = None
+    """A message to store with the status, e.g. the ``arkivmelding_kvittering`` that DPV and
+    DPF make on LEVERT when configured to, as the original does."""
 
 
 class TokenProvider(Protocol):
@@ -222,6 +228,8 @@ class ChannelContext:
     certificate chain) for signing and decrypting, or None when none is configured."""
     tokens: TokenProvider | None = None
     """Maskinporten (and Altinn) tokens, or None when Maskinporten is not configured."""
+    organisation_name: str = ""
+    """The organisation's name from the config (``[organisation] name``), may be empty."""
 
 
 class Channel(abc.ABC):

@@ -58,13 +58,14 @@ class DeliveryEngine:
             channel = state.channel
             if channel is None:
                 continue
+            sink = ChannelSink(service, store, incoming, rules, self.metrics, clock=clock)
             if channel.incoming_poll_interval is not None:
-                sink = ChannelSink(service, store, incoming, rules, self.metrics, clock=clock)
                 self.incoming_pollers[service] = IncomingPoller(service, channel, sink,
                                                                 self.metrics)
             if channel.status_poll_interval is not None:
                 self.status_pollers[service] = StatusPoller(
-                    service, channel, store, rules, settings, self.metrics, clock=clock
+                    service, channel, store, rules, settings, self.metrics, sink=sink,
+                    clock=clock,
                 )
         outgoing.on_queued.append(lambda _message_id: self.outbox.nudge())
         incoming.on_delivered.append(self._delivered_to_client)

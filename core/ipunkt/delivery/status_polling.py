@@ -16,7 +16,7 @@ import structlog
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.settings import DeliverySettings
 from ipunkt.messages.statuses import StatusRules
-from ipunkt.plugin import Channel, PollableConversation, ReceiptStatus
+from ipunkt.plugin import Channel, IncomingSink, PollableConversation, ReceiptStatus
 from ipunkt.sbd.times import now_oslo
 from ipunkt.store.base import ConversationRecord, Direction, MessageStore
 
@@ -33,10 +33,12 @@ class StatusPoller:
         settings: DeliverySettings,
         metrics: Metrics,
         *,
+        sink: IncomingSink | None = None,
         clock: Callable[[], datetime] = now_oslo,
     ) -> None:
         self.service = service
         self.channel = channel
+        self.sink = sink
         self.store = store
         self.rules = rules
         self.settings = settings
@@ -76,6 +78,8 @@ class StatusPoller:
                 self.metrics.statuses.labels(self.service, record.status).inc()
                 log.info("status learned", message_id=update.message_id, status=record.status,
                          conversation_id=conversation.conversation_id, channel=self.service)
+            if update.incoming is not None and self.sink is not None:
+                await self.sink.receive(update.incoming)
             if update.stop_polling:
                 await self.store.stop_polling(conversation.id)
         await self.store.schedule_polls([(c.id, now + self.next_interval(c, now)) for c in due])
@@ -96,4 +100,5 @@ def _pollable(conversation: ConversationRecord) -> PollableConversation:
         receiver=conversation.receiver or "",
         external_reference=conversation.external_reference,
         statuses=tuple(ReceiptStatus(s.status) for s in conversation.statuses),
+        document_type=conversation.document_identifier,
     )

@@ -182,7 +182,6 @@ class WebhookDispatcher:
 
     async def run(self) -> None:
         """Lease and push due deliveries until :meth:`stop`."""
-        self._stopping = False
         _ = self.secret
         while not self._stopping:
             self._wake.clear()
