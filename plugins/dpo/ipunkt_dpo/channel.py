@@ -57,8 +57,12 @@ OPEN_STATUSES = frozenset({"Initialized", "UploadStarted"})
 """An earlier transfer in one of these still takes an upload."""
 CREATION_SKEW = timedelta(minutes=15)
 """How much earlier than the SBD's creation time a resend looks for its transfer."""
+LIST_LIMIT = 100
+"""The most ids the broker lists at once (the newest)."""
 SEARCH_PAGES = 10
 """Pages of 100 transfers a resend looks through before it gives up and sends anew."""
+MAX_ROUNDS = 50
+"""Full lists (of 100 new files) one poll works through before it leaves the rest for later."""
 
 
 @dataclass(frozen=True)
@@ -332,7 +336,7 @@ class DPOChannel(Channel):
                 if o.get("sendersFileTransferReference") == reference
                 and o.get("sender") == sender.broker_id
             ]
-            if len(ids) < 100:
+            if len(ids) < LIST_LIMIT:
                 break
             times = [t for t in (_parse_time(o.get("created")) for o in overviews) if t]
             if not times:
@@ -372,8 +376,11 @@ class DPOChannel(Channel):
                 f"{len(failures)} problem(s) polling the broker; first: {failures[0]}"
             )
 
-    async def _available(self, organisation: str, *, sweep: bool) -> list[str]:
-        """Published files for us: new ones, and (sweeping) ones never confirmed."""
+    async def _available(self, organisation: str, *, sweep: bool) -> tuple[list[str], bool]:
+        """Published files for us: new ones, and (sweeping) ones never confirmed.
+
+        Also says whether the list of new ones was full: the broker lists at most 100.
+        """
         ids = await self.client.list_transfers(
             organisation,
             Scope.READ,
@@ -381,6 +388,7 @@ class DPOChannel(Channel):
             status="Published",
             recipient_status="Initialized",
         )
+        full = len(ids) >= LIST_LIMIT
         if sweep:
             ids += await self.client.list_transfers(
                 organisation,
@@ -390,13 +398,24 @@ class DPOChannel(Channel):
                 recipient_status="DownloadStarted",
             )
         ids += [t for o, t in sorted(self._untaken) if o == organisation]
-        return list(dict.fromkeys(ids))
+        return list(dict.fromkeys(ids)), full
 
     async def _poll_for(
         self, organisation: str, sink: IncomingSink, failures: list[str], *, sweep: bool
     ) -> None:
+        """Take what is there; while the broker's list comes back full, list again."""
+        for round_ in range(MAX_ROUNDS):
+            ids, full = await self._available(organisation, sweep=sweep and round_ == 0)
+            taken = await self._take_all(organisation, ids, sink, failures)
+            if not full or not taken:
+                return
+
+    async def _take_all(
+        self, organisation: str, ids: list[str], sink: IncomingSink, failures: list[str]
+    ) -> int:
+        """Take the files among ``ids`` that are ours, oldest first; returns how many."""
         overviews = []
-        for transfer_id in await self._available(organisation, sweep=sweep):
+        for transfer_id in ids:
             try:
                 overviews.append(await self.client.overview(organisation, Scope.READ, transfer_id))
             except ChannelError as exc:
@@ -421,6 +440,7 @@ class DPOChannel(Channel):
         taking = [str(o.get("fileTransferId")) for o in ours]
         # What is no longer ours to take (another instance took it, or it is gone) is dropped.
         self._untaken = {(o, t) for o, t in self._untaken if o != organisation or t in taking}
+        taken = 0
         for transfer_id in taking:
             try:
                 await self._take(organisation, transfer_id, sink)
@@ -434,7 +454,9 @@ class DPOChannel(Channel):
                     exc_info=not isinstance(exc, ChannelError),
                 )
             else:
+                taken += 1
                 self._untaken.discard((organisation, transfer_id))
+        return taken
 
     async def _take(self, organisation: str, transfer_id: str, sink: IncomingSink) -> None:
         log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)

@@ -408,3 +408,24 @@ async def test_files_for_a_reportee_are_taken_with_its_system_user(
     b_sink = make_sink()
     await b.poll_incoming(b_sink)
     assert [s["status"]["status"] for s, _ in b_sink.received] == ["MOTTATT"]
+
+
+async def test_a_poll_takes_more_than_the_broker_lists_at_once(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    for _ in range(105):
+        await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))))
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    await b.poll_incoming(sink)
+
+    assert len(sink.received) == 105
+    lists = [
+        e for e in world.broker.journal if e.method == "GET" and e.path.endswith("/filetransfer")
+    ]
+    assert [
+        len(json.loads(e.response_body))
+        for e in lists
+        if e.query.get("recipientStatus") == ["Initialized"]
+    ] == [100, 5]
