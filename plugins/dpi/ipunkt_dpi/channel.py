@@ -16,7 +16,9 @@ maps to a status the conversation already has and is dropped.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 from ipunkt.package import jws
@@ -92,6 +94,7 @@ class DPIChannel(Channel):
         self._trust: TrustStore | None = None
         self._unacknowledged: list[str] = []
         self._refused: set[str] = set()
+        self._unmatched: dict[str, float] = {}
         self._problem: str | None = None
 
     # --- life cycle --------------------------------------------------------------------
@@ -175,10 +178,11 @@ class DPIChannel(Channel):
     ) -> Sequence[StatusUpdate]:
         """Access point statuses of the given conversations, then the receipts in our kanal.
 
-        Give every DPI conversation that may still get a receipt (SENDT and not yet LEST,
-        FEIL or LEVETID_UTLOPT, LEVERT ones included: LEST and returned mail come after
-        LEVERT). A receipt for a conversation not given is marked read and dropped with a
-        warning, as the original does.
+        Receipts name only their conversation, so a receipt for a conversation not in
+        ``conversations`` stays unread until a poll that has it (the core polls in batches of
+        due conversations); after ``unmatched_receipt_hours`` it is marked read and dropped
+        with a warning, as the original drops receipts of unknown conversations. Conversations
+        at LEVERT must stay pollable: LEST and returned mail come after LEVERT.
         """
         problems: list[str] = []
         token = await self._token()
@@ -256,7 +260,6 @@ class DPIChannel(Channel):
                 if receipt.message_id in seen:
                     continue
                 seen.add(receipt.message_id)
-                self._unacknowledged.append(receipt.message_id)
                 conversation = by_conversation.get(receipt.conversation_id)
                 log = self.log.bind(
                     conversation_id=receipt.conversation_id,
@@ -264,8 +267,10 @@ class DPIChannel(Channel):
                     receipt_id=receipt.message_id,
                 )
                 if conversation is None:
-                    log.warning("DPI receipt for an unknown conversation; dropped")
+                    self._unmatched_receipt(receipt.message_id, log)
                     continue
+                self._unmatched.pop(receipt.message_id, None)
+                self._unacknowledged.append(receipt.message_id)
                 log.info(
                     "DPI receipt", status=receipt.status.value, message_id=conversation.message_id
                 )
@@ -280,6 +285,16 @@ class DPIChannel(Channel):
                         stop_polling=receipt.status in FINAL,
                     )
                 )
+
+    def _unmatched_receipt(self, receipt_id: str, log: Any) -> None:
+        """A receipt for a conversation not in this poll waits unread for the poll that has
+        its conversation; one no poll claims for ``unmatched_receipt_hours`` is dropped."""
+        now = time.monotonic()
+        first_seen = self._unmatched.setdefault(receipt_id, now)
+        if now - first_seen >= self.config.unmatched_receipt_hours * 3600:
+            del self._unmatched[receipt_id]
+            self._unacknowledged.append(receipt_id)
+            log.warning("DPI receipt for a conversation no poll claimed; marked read and dropped")
 
     async def _acknowledge(self, token: str, problems: list[str]) -> None:
         """Mark read the receipts the previous poll returned (the core has stored them)."""

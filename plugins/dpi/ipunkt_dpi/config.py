@@ -34,6 +34,9 @@ class DPIConfig(ChannelConfig):
     """Sender identifiers (avsenderidentifikator) whose receipts are fetched on their own."""
     poll_without_avsenderidentifikator: bool = True
     """Also fetch receipts without naming a sender identifier (the original's default)."""
+    unmatched_receipt_hours: float = Field(default=24.0, ge=0)
+    """How long a receipt whose conversation no status poll asks about waits unread before it
+    is dropped (longer than the core's longest status poll interval)."""
     language: str = Field(default="NO", min_length=2, max_length=2)
     """Language (ISO 639-1) of titles when neither the message nor the receiver says."""
     trust_anchors: tuple[Path, ...] = ()

@@ -242,16 +242,37 @@ async def test_receipts_with_a_bad_signature_are_refused_logged_and_left_unread(
     assert [entry.read for entry in fake.inbox] == [False, False]
 
 
-async def test_receipts_for_unknown_conversations_are_dropped_and_marked_read(
+async def test_receipts_wait_for_the_poll_that_has_their_conversation(
+    make_channel: Any, fake: Any, kit: Any
+) -> None:
+    channel = await make_channel()
+    first = await _send(channel, fake, kit)
+    second = await _send(channel, fake, kit)
+    batch = await channel.poll_statuses([kit.conversation(first)])
+    assert {u.message_id for u in batch} == {first.message_id}
+    await channel.poll_statuses([kit.conversation(first, S.SENDT, S.MOTTATT, S.LEVERT)])
+    assert {e.conversation_id: e.read for e in fake.inbox} == {
+        first.conversation_id: True,
+        second.conversation_id: False,
+    }
+    later = await channel.poll_statuses([kit.conversation(second)])
+    assert _statuses(later) == [S.MOTTATT, S.LEVERT]
+    assert all(u.message_id == second.message_id for u in later)
+
+
+async def test_receipts_no_poll_claims_are_dropped_after_a_while(
     make_channel: Any, fake: Any, kit: Any
 ) -> None:
     with capture_logs() as logs:
-        channel = await make_channel()
+        channel = await make_channel(unmatched_receipt_hours=0.0001)
         await _send(channel, fake, kit)
         assert await channel.poll_statuses([]) == []
+        assert [entry.read for entry in fake.inbox] == [False]
+        await asyncio.sleep(0.4)
+        await channel.poll_statuses([])
         await channel.poll_statuses([])
     assert [entry.read for entry in fake.inbox] == [True]
-    assert any(e["event"] == "DPI receipt for an unknown conversation; dropped" for e in logs)
+    assert any("no poll claimed" in e["event"] for e in logs)
 
 
 async def test_each_kanal_gets_only_its_own_receipts(
@@ -264,7 +285,7 @@ async def test_each_kanal_gets_only_its_own_receipts(
     both = [kit.conversation(mine), kit.conversation(theirs)]
     seen_by_first = await first.poll_statuses(both)
     assert {u.message_id for u in seen_by_first if u.status is S.LEVERT} == {mine.message_id}
-    await first.poll_statuses([])
+    await first.poll_statuses(both)
     assert {e.conversation_id: e.read for e in fake.inbox} == {
         mine.conversation_id: True,
         theirs.conversation_id: False,
