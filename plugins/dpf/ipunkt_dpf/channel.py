@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -50,7 +50,7 @@ from ipunkt.plugin import (
 )
 
 from ipunkt_dpf import forsendelse as mapping
-from ipunkt_dpf import incoming, statuses
+from ipunkt_dpf import incoming, receipts, statuses
 from ipunkt_dpf.arkivmelding import (
     FILENAME,
     MAX_BYTES,
@@ -335,8 +335,14 @@ class DPFChannel(Channel):
                     else None
                 )
                 update = statuses.update_for(polled.message_id, status, polled.statuses, event)
-                if update is not None:
-                    updates.append(update)
+                if update is None:
+                    continue
+                if (update.status is ReceiptStatus.LEST
+                        and self.config.generate_arkivmelding_receipts
+                        and receipts.wants_receipt(polled)):
+                    update = replace(update, incoming=receipts.arkivmelding_kvittering(
+                        polled, self.context.organisation, datetime.now(UTC)))
+                updates.append(update)
         if failure is not None and not answered and not updates:
             raise failure
         return updates
@@ -385,8 +391,9 @@ class DPFChannel(Channel):
                 ttl_hours=self.config.incoming_ttl_hours,
                 now=received,
             )
+            payload = _file_chunks(package)
             try:
-                new = await sink.receive(IncomingMessage(sbd, _file_chunks(package)))
+                new = await sink.receive(IncomingMessage(sbd, payload))
             except Exception as exc:  # whatever keeps the core from storing it, SvarUt hears
                 log.exception("the core could not store the forsendelse")
                 await self._report(
@@ -395,6 +402,8 @@ class DPFChannel(Channel):
                     permanent=False,
                 )
                 return
+            finally:
+                await payload.aclose()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 package.unlink()
@@ -461,7 +470,7 @@ def _bridge(response: aiohttp.ClientResponse, loop: asyncio.AbstractEventLoop) -
         yield chunk
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
     with path.open("rb") as file:
         while chunk := await asyncio.to_thread(file.read, CHUNK):
             yield chunk

@@ -36,6 +36,8 @@ class DPFConfig(ChannelConfig):
     """Seconds between status searches in SvarUt."""
     status_batch_size: int = Field(100, ge=1, le=1000)
     """How many forsendelser one status search asks about."""
+    generate_arkivmelding_receipts: bool = False
+    """Make an arkivmelding_kvittering when a message reaches LEST, as the original can."""
     konteringskode: str | None = Field(None, pattern=r"^[a-zA-Z0-9_\-.øæåØÆÅ]{1,20}$")
     """SvarUt's billing code, to group message statistics."""
     digital_only: bool = False

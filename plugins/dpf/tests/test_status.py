@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from ipunkt.plugin import ReceiptStatus, TransientError
+from ipunkt.sbd import header_violations, parse_sbd
 
 
 async def _sent(channel: Any, messages: Any) -> tuple[Any, str]:
@@ -113,3 +116,32 @@ async def test_a_failed_search_keeps_what_other_batches_found(
     svarut.fake.faults.fail("status", 503, times=2)
     with pytest.raises(TransientError):
         await channel.poll_statuses([messages.pollable(m, r) for m, r in sent])
+
+
+async def test_lest_brings_an_arkivmelding_kvittering_when_asked_for(
+    make_channel: Any, messages: Any, svarut: Any, kit: Any
+) -> None:
+    quiet = await make_channel()
+    asked = await make_channel(generate_arkivmelding_receipts=True)
+    message, reference = await _sent(asked, messages)
+    svarut.fake.set_status(reference, "LEST")
+    conversation = replace(messages.pollable(message, reference),
+                           document_type="urn:no:difi:arkivmelding:xsd::arkivmelding")
+
+    (plain,) = await quiet.poll_statuses([conversation])
+    (update,) = await asked.poll_statuses([conversation])
+    (again,) = await asked.poll_statuses([conversation])
+
+    assert plain.incoming is None
+    assert update.status is ReceiptStatus.LEST
+    receipt = update.incoming.sbd
+    header = receipt["standardBusinessDocumentHeader"]
+    assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.receiver}"
+    assert header["receiver"][0]["identifier"]["value"] == f"0192:{kit.sender}"
+    assert header["documentIdentification"]["type"] == "arkivmelding_kvittering"
+    assert receipt["arkivmelding_kvittering"] == {
+        "receiptType": "OK", "relatedToMessageId": message.message_id, "messages": []
+    }
+    assert again.incoming.sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] == header["documentIdentification"]["instanceIdentifier"]
+    assert header_violations(parse_sbd(receipt), datetime.now(UTC)) == []

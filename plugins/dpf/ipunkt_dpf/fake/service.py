@@ -282,7 +282,10 @@ class FakeSvarUt:
     def _error(self, request: web.Request, status: int, message: str,
                code: str | None = None) -> web.Response:
         """SvarUt's ErrorMessage."""
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
         body: dict[str, Any] = {
             "timestamp": int(datetime.now(UTC).timestamp() * 1000),
             "status": status,
@@ -351,9 +354,11 @@ class FakeSvarUt:
         first = await reader.next()
         if first is None or getattr(first, "name", None) != "forsendelse":
             raise Refused(400, "Første del må være 'forsendelse' (JSON)")
-        raw = await first.read()  # type: ignore[union-attr]
-        if len(raw) > FORSENDELSE_LIMIT:
-            raise Refused(413, "forsendelse er for stor")
+        raw = bytearray()
+        while chunk := await first.read_chunk(CHUNK):  # type: ignore[union-attr]
+            raw += chunk
+            if len(raw) > FORSENDELSE_LIMIT:
+                raise Refused(413, "forsendelse er for stor")
         try:
             forsendelse = json.loads(raw)
         except ValueError as exc:
