@@ -153,7 +153,10 @@ class DPIChannel(Channel):
         if not isinstance(key, OrganisationKey):
             raise ConfigurationError("DPI needs the organisation's key")
         shipment = plan(
-            message, language=self.config.language, size_limit=self.config.upload_size_limit
+            message,
+            organisation=self.context.organisation,
+            language=self.config.language,
+            size_limit=self.config.upload_size_limit,
         )
         async with sealed(shipment, key, spool=self.config.spool_directory) as package:
             token = await self._token(shipment.consumer)

@@ -313,18 +313,24 @@ def _virkningstidspunkt(info: Mapping[str, Any], now: datetime) -> datetime:
 def plan(
     message: OutgoingMessage,
     *,
+    organisation: str | None = None,
     language: str = "NO",
     size_limit: int | None = None,
     now: datetime | None = None,
 ) -> Shipment:
-    """Check ``message`` and plan its shipment; raises PermanentError naming what is wrong."""
+    """Check ``message`` and plan its shipment; raises PermanentError naming what is wrong.
+
+    ``organisation`` (ours) is the sender when the message names none."""
     kind = kind_of(message)
     when = (now or datetime.now(NORWAY)).astimezone(NORWAY)
     record = message.service_record
     if not record:
         raise _refuse("the message has no service record for its receiver")
     body = _section(message.sbd, "digital" if kind == "digital" else "print")
-    sender, on_behalf_of = _organisations(message.sender)
+    given = message.sender.strip() or organisation
+    if not given:
+        raise _refuse("the message names no sender")
+    sender, on_behalf_of = _organisations(given)
     avsender_organisation = on_behalf_of or sender
     provider = _provider(record, kind)
     recipient = _certificate(record)

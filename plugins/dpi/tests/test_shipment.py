@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,6 +275,11 @@ def test_other_refusals(fake: Any, kit: Any) -> None:
                 [kit.attachment("x.pdf", kit.PDF)],
             )
         )
+    unsigned = dataclasses.replace(_digital(fake, kit), sender="")
+    with pytest.raises(PermanentError, match="names no sender"):
+        plan(unsigned)
+    header = _wire(plan(unsigned, organisation=kit.ORG))["standardBusinessDocumentHeader"]
+    assert header["sender"][0]["identifier"]["value"] == f"0192:{kit.ORG}"
     with pytest.raises(PermanentError, match="at most 100"):
         plan(_digital(fake, kit), size_limit=100)
     with pytest.raises(PermanentError, match=r"print\.mottaker"):
