@@ -245,13 +245,6 @@ class BrokerClient:
             raise BrokerUnavailable(f"GET /filetransfer/{transfer_id}: not an object")
         return answer
 
-    async def details(self, org: str, scope: Scope, transfer_id: str) -> dict[str, Any]:
-        """The overview with the status histories (the broker allows only 10 a minute)."""
-        answer = await self._json("GET", f"/filetransfer/{transfer_id}/details", org, scope)
-        if not isinstance(answer, dict):
-            raise BrokerUnavailable(f"GET /filetransfer/{transfer_id}/details: not an object")
-        return answer
-
     @asynccontextmanager
     async def download(self, org: str, transfer_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """``async with client.download(...) as chunks``: the file, streamed."""

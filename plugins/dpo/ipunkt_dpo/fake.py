@@ -262,9 +262,6 @@ class IssuedTokens:
         self._tokens[token] = Caller(party, frozenset(scopes))
         return token
 
-    def revoke(self, token: str) -> None:
-        self._tokens.pop(token, None)
-
     def __call__(self, token: str) -> Caller | None:
         return self._tokens.get(token)
 
@@ -603,6 +600,7 @@ class FakeBroker:
             if isinstance(response, web.Response) and response.body:
                 return await self._truncated(request, response)
             return response
+        # FaultKind.DROP: the work is done, the answer never arrives.
         response = await handler(request)
         if request.transport is not None:
             request.transport.close()
