@@ -76,3 +76,14 @@ async def test_a_cut_answer_is_transient(channel: Any, messages: Any, svarut: An
     svarut.fake.faults.truncate("status")
     with pytest.raises(TransientError, match="status search"):
         await channel.poll_statuses([messages.pollable(message, reference)])
+
+
+async def test_a_token_svarut_does_not_accept_is_retried(
+    channel: Any, messages: Any, svarut: Any
+) -> None:
+    def verify(token: str) -> bool:
+        raise ValueError("the token lacks scope ks:fiks")
+
+    svarut.fake.token_check = verify
+    with pytest.raises(TransientError, match="Ugyldig Maskinporten-token: the token lacks scope"):
+        await channel.send(messages.make())

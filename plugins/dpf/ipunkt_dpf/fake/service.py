@@ -169,6 +169,7 @@ class FakeSvarUt:
         self.processing_delay = processing_delay
         """Seconds a new forsendelse stays MOTTATT before it reaches SvarInn."""
         self.token_check = token_check or bool
+        """Accepts a bearer token (true) or refuses it (false, or an exception saying why)."""
         self.accounts: dict[str, Account] = {}
         self.mailboxes: dict[str, Mailbox] = {}
         self.forsendelser: dict[str, Stored] = {}
@@ -327,7 +328,11 @@ class FakeSvarUt:
     def _account(self, request: web.Request, konto_id: str | None) -> Account:
         authorization = request.headers.get("Authorization", "")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not self.token_check(token.strip()):
+        try:
+            accepted = scheme.lower() == "bearer" and self.token_check(token.strip())
+        except Exception as exc:  # a verifier that raises refuses the token, saying why
+            raise Refused(401, f"Ugyldig Maskinporten-token: {exc}") from exc
+        if not accepted:
             raise Refused(401, "Mangler gyldig Maskinporten-token (Authorization: Bearer)")
         integration = request.headers.get("IntegrasjonId")
         password = request.headers.get("IntegrasjonPassord")
