@@ -55,15 +55,16 @@ class Receiver:
     """Push endpoints under one server: records each push, answers as scripted per path."""
 
     url: str = ""
-    answers: dict[str, list[int]] = field(default_factory=dict)
+    answers: dict[str, list[int | tuple[int, dict[str, str]]]] = field(default_factory=dict)
     always: dict[str, int] = field(default_factory=dict)
     pushes: list[Push] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.pushes.append(Push(request.path, dict(request.headers), await request.read()))
         scripted = self.answers.get(request.path)
-        status = scripted.pop(0) if scripted else self.always.get(request.path, 200)
-        return web.Response(status=status)
+        answer = scripted.pop(0) if scripted else self.always.get(request.path, 200)
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return web.Response(status=status, headers=headers)
 
     def at(self, path: str) -> list[Push]:
         return [p for p in self.pushes if p.path == path]
@@ -240,6 +241,7 @@ async def test_a_secret_is_generated_once_private_and_reused(
     await first.stop()
     key_file = keys / "webhook.key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert [p.name for p in keys.iterdir()] == ["webhook.key"]
     secret = key_file.read_text().strip().encode()
     assert len(secret) == 64
     second = WebhookDispatcher(store, settings, Metrics(store.outbox_depth), key_folder=keys)
@@ -303,6 +305,25 @@ async def test_a_failing_endpoint_is_retried_with_backoff_across_a_restart(
     assert first.json()["status"] == "OPPRETTET"
     assert len({p.headers["X-Ipunkt-Delivery"] for p in receiver.pushes}) == 1
     assert len({p.headers["X-Ipunkt-Signature"] for p in receiver.pushes}) >= 1
+
+
+async def test_an_endpoint_that_asks_to_wait_longer_is_heard(
+        store: SqliteStore, receiver: Receiver, tmp_path: Path) -> None:
+    receiver.answers["/busy"] = [(429, {"Retry-After": "120"}), (503, {"Retry-After": "soon"})]
+    clock = Clock(T0)
+    await subscribe(store, receiver.url + "/busy")
+    await conversation(store, "m1", Direction.OUTGOING, "DPO", T0)
+    pusher = dispatcher(store, clock, tmp_path, retry_initial_seconds=5)
+    assert await pusher.deliver_due() == 1
+    clock.now = T0 + timedelta(seconds=119)
+    assert await pusher.deliver_due() == 0
+    clock.now = T0 + timedelta(seconds=120)
+    assert await pusher.deliver_due() == 1  # answered 503 with an unreadable Retry-After
+    clock.now += timedelta(seconds=16.6)  # so the backoff alone decides: 15 s, give or take
+    assert await pusher.deliver_due() == 1
+    assert [p.json()["status"] for p in receiver.pushes] == ["OPPRETTET"] * 3
+    assert pushes(pusher.metrics, "delivered") == 1
+    await pusher.stop()
 
 
 async def test_an_event_is_given_up_after_the_configured_time(

@@ -4,7 +4,8 @@ The store writes one delivery row per subscription in the same transaction as ev
 registers, so an event is never lost to a crash or a restart (the original pushes
 fire-and-forget). The dispatcher leases due rows, pushes each as the original's JSON event,
 and on failure tries again later: ``retry_initial_seconds``, three times longer each time, at
-most an hour apart, until ``give_up_hours`` after the status; then the event is dropped.
+most an hour apart (longer when the endpoint's ``Retry-After`` asks), until ``give_up_hours``
+after the status; then the event is dropped.
 
 Each subscription's events go out one at a time, in order. After a failed push the
 subscription's other due events are put back without being tried until its retry is due, so
@@ -29,11 +30,13 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -98,21 +101,28 @@ def verify(secret: bytes, timestamp: str, signed: str, body: bytes, *,
 
 
 def load_secret(settings: WebhookSettings, folder: Path) -> bytes:
-    """The configured secret, or the generated one in ``folder`` (created on first use)."""
+    """The configured secret, or the generated one in ``folder`` (created on first use).
+
+    The file appears whole or not at all (written aside, then linked), so a second process
+    starting at the same moment reads the same secret, never a half-written one."""
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode("utf-8")
     path = folder / KEY_FILE
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
+        fd, aside = tempfile.mkstemp(dir=folder, prefix=".webhook-key-")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(fd, "w") as handle:
+            with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600
                 handle.write(secrets.token_hex(32) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(aside, path)
             log.warning("generated a webhook signing secret; give it to your receivers",
                         path=str(path))
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            os.unlink(aside)
     text = path.read_text(encoding="utf-8").strip()
     if not text:
         raise ValueError(f"{path} is empty; delete it to generate a new webhook secret")
@@ -134,7 +144,11 @@ def public_endpoint(url: str) -> str:
 
 
 class PushFailed(Exception):
-    """A push that did not get a 2xx answer."""
+    """A push that did not get a 2xx answer; ``retry_after`` is the endpoint's wish, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -281,7 +295,8 @@ class WebhookDispatcher:
         try:
             await self._post(subscription.push_endpoint, body, delivery.id)
         except PushFailed as exc:
-            retry_at = await self._failed(delivery, str(exc), bound, tried=True)
+            retry_at = await self._failed(delivery, str(exc), bound, tried=True,
+                                          retry_after=exc.retry_after)
             self._paused[subscription.id] = _Pause(retry_at or self.clock(), str(exc))
         else:
             self._paused.pop(subscription.id, None)
@@ -297,13 +312,14 @@ class WebhookDispatcher:
         *,
         tried: bool,
         not_before: datetime | None = None,
+        retry_after: float | None = None,
     ) -> datetime | None:
         """Record a failure and when to try again; None when the event is given up."""
         now = self.clock()
         deadline = delivery.created + self.give_up
         retry_at: datetime | None = None
         if now < deadline:
-            retry_at = self.policy.next_attempt(now, delivery.attempts)
+            retry_at = self.policy.next_attempt(now, delivery.attempts, retry_after)
             if not_before is not None:
                 retry_at = max(retry_at, not_before)
             retry_at = min(retry_at, deadline)
@@ -350,7 +366,8 @@ class WebhookDispatcher:
                     return
                 text = (await response.content.read(ERROR_BODY_CHARS * 4)).decode(
                     response.charset or "utf-8", "replace")[:ERROR_BODY_CHARS]
-                raise _Refused(response.status, response.reason or "", " ".join(text.split()))
+                raise _Refused(response.status, response.reason or "", " ".join(text.split()),
+                               _retry_after(response.headers.get("Retry-After")))
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise PushFailed(f"{type(exc).__name__}: {exc}" if str(exc) else
                              type(exc).__name__) from None
@@ -406,8 +423,23 @@ class WebhookDispatcher:
 class _Refused(PushFailed):
     """The endpoint answered, but not with 2xx."""
 
-    def __init__(self, status: int, reason: str, body: str) -> None:
+    def __init__(self, status: int, reason: str, body: str, retry_after: float | None) -> None:
+        super().__init__(str(PingRefused(status, reason, body)), retry_after)
         self.status = status
         self.reason = reason
         self.body = body
-        super().__init__(str(PingRefused(status, reason, body)))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds or an HTTP date; None if unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
