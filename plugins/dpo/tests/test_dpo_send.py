@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from ipunkt.package import testcerts
 from ipunkt.package.seal import open_package
 from ipunkt.plugin import (
@@ -21,6 +24,7 @@ from ipunkt.plugin import (
     ReceiptStatus,
     TransientError,
 )
+from ipunkt.testing import free_port
 from ipunkt_dpo.channel import DPOChannel
 from ipunkt_dpo.fake import Fault, FaultKind
 from ipunkt_dpo.status_messages import status_reply
@@ -114,9 +118,6 @@ async def test_send_initializes_exactly_as_the_original_and_uploads_sealed_sbd_z
 
 
 async def test_the_package_opens_with_openssl(world: Any, kit: Any, tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     channel = await world.channel(kit.ORG_A)
@@ -126,9 +127,9 @@ async def test_the_package_opens_with_openssl(world: Any, kit: Any, tmp_path: Pa
     key = tmp_path / "b.key"
     key.write_bytes(
         world.pki[kit.ORG_B].private_key.private_bytes(
-            testcerts.serialization.Encoding.PEM,
-            testcerts.serialization.PrivateFormat.PKCS8,
-            testcerts.serialization.NoEncryption(),
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
     subprocess.run(
@@ -253,7 +254,7 @@ async def test_a_receiver_certificate_that_cannot_seal_is_permanent(
             else world.pki.ca.issue(
                 kit.ORG_B,
                 valid_days=1,
-                not_before=testcerts.datetime.now(testcerts.UTC) - timedelta(days=10),
+                not_before=datetime.now(UTC) - timedelta(days=10),
             )
         )
         record["pemCertificate"] = testcerts.pem(issued.certificate).decode()
@@ -397,8 +398,6 @@ async def test_maskinporten_refusing_the_grant_is_permanent(world: Any, kit: Any
 
 
 async def test_an_unreachable_slow_or_cut_broker_is_transient(world: Any, kit: Any) -> None:
-    from ipunkt.testing import free_port
-
     unreachable = DPOChannel(
         world.context(kit.ORG_A, broker_url=f"http://127.0.0.1:{free_port()}/broker/api/v1")
     )
