@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from ipunkt.config import load_settings, parse_settings
 
 ORG = '[organisation]\nnumber = "910077473"\n'

@@ -1,11 +1,11 @@
 """The SQLite message store: WAL mode, versioned migrations, group commit, fsync'd commits.
 
-All writes go through one writer thread that takes every change waiting in its queue, runs
-each in its own savepoint (so one refusal never spoils the others) and commits them together:
-one fsync for the whole group. A change's caller is answered only after that commit, so an
-answer means the change is on disk, and under load many requests share each fsync. Reads run
-on a small pool of reader threads with their own connections; WAL lets them read while the
-writer writes.
+All writes go through one writer thread that takes every change waiting in its queue and
+commits them together, one fsync for the whole group; a change that raises is rolled back
+alone (see :class:`_Writer`), so one refusal never spoils the others. A change's caller is
+answered only after that commit, so an answer means the change is on disk, and under load many
+requests share each fsync. Reads run on a small pool of reader threads with their own
+connections; WAL lets them read while the writer writes.
 
 The standard library's ``sqlite3`` is used directly because a group commit must run a batch
 of changes on the writer's connection in one hop, which ``aiosqlite`` has no public way to do.
@@ -14,6 +14,7 @@ of changes on the writer's connection in one hop, which ``aiosqlite`` has no pub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -104,25 +105,48 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 
 class _Writer(threading.Thread):
-    """Runs queued changes in groups: one transaction, one fsync, per group."""
+    """Runs queued changes in groups: one transaction, one fsync, per group.
+
+    Each event loop hands over the changes it submitted in one loop iteration as one item (one
+    wake-up of this thread, not one per change). A group runs first without savepoints; only
+    if one of its changes raises is it rolled back and run again with a savepoint around each
+    change, so that the refusal stays that change's alone. Every statement gives the
+    interpreter lock away while SQLite works, and winning it back from a busy event loop is
+    what costs under load, so the common case runs as few statements as it can.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(name="ipunkt-sqlite-writer", daemon=True)
         self._path = path
-        self._queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: queue.SimpleQueue[list[_Change] | None] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Change]] = {}
+        self._stopped = False
         self.groups = 0
         self.changes = 0
 
     def submit(self, op: Op) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((op, future))
+        if self._stopped:
+            future.set_exception(StoreError("the store is closed"))
+            return future
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((op, future))
         return future
 
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        changes = self._pending.pop(loop, None)
+        if changes:
+            self._queue.put(changes)
+
     def stop(self) -> None:
+        """Commit what was submitted, then stop (call it from the loop that submitted)."""
+        self._stopped = True
+        for loop in list(self._pending):
+            self._hand_over(loop)
         self._queue.put(None)
 
     def run(self) -> None:
@@ -133,7 +157,7 @@ class _Writer(threading.Thread):
                 first = self._queue.get()
                 if first is None:
                     break
-                batch = [first]
+                batch = list(first)
                 while len(batch) < MAX_BATCH:
                     try:
                         item = self._queue.get_nowait()
@@ -142,27 +166,31 @@ class _Writer(threading.Thread):
                     if item is None:
                         stopping = True
                         break
-                    batch.append(item)
+                    batch.extend(item)
                 self._commit(conn, batch)
         finally:
             conn.close()
+            self._refuse_leftovers()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    def _refuse_leftovers(self) -> None:
+        """Changes submitted after the store closed are refused, never left waiting."""
+        closed = StoreError("the store is closed")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            _reply([(future, False, closed) for _, future in item or ()])
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Change]) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
-                conn.execute("SAVEPOINT change")
-                try:
-                    result = op(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO change")
-                    conn.execute("RELEASE change")
-                    outcomes.append((False, exc))
+            try:
+                outcomes = _run_group(conn, batch, savepoints=False)
+            except _Refused as refused:
+                if len(batch) == 1:
+                    outcomes = [(False, refused.error)]
                 else:
-                    conn.execute("RELEASE change")
-                    outcomes.append((True, result))
-            conn.execute("COMMIT")
+                    outcomes = _run_group(conn, batch, savepoints=True)
         except sqlite3.Error as exc:
             log.error("commit failed", error=str(exc), changes=len(batch))
             if conn.in_transaction:
@@ -170,18 +198,61 @@ class _Writer(threading.Thread):
             outcomes = [(False, StoreError(f"the database refused the change: {exc}"))] * len(batch)
         self.groups += 1
         self.changes += len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
-        by_loop = defaultdict(list)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop[future.get_loop()].append((future, ok, value))
-        for loop, answers in by_loop.items():
+        _reply([(future, ok, value)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True)])
+
+
+_Change = tuple[Op, "asyncio.Future[Any]"]
+_Answer = tuple["asyncio.Future[Any]", bool, Any]
+
+
+class _Refused(Exception):
+    """A change of a group run without savepoints raised; the group was rolled back."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _run_group(
+    conn: sqlite3.Connection, batch: list[_Change], *, savepoints: bool
+) -> list[tuple[bool, Any]]:
+    """Run the group in one transaction and commit it: (succeeded, result or error) each."""
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op, _ in batch:
+            if savepoints:
+                conn.execute("SAVEPOINT change")
             try:
-                loop.call_soon_threadsafe(_answer, answers)
-            except RuntimeError:
-                pass  # that event loop has closed; nobody waits for these answers
+                result = op(conn)
+            except Exception as exc:
+                if not savepoints:
+                    raise _Refused(exc) from exc
+                conn.execute("ROLLBACK TO change")
+                outcomes.append((False, exc))
+            else:
+                outcomes.append((True, result))
+            if savepoints:
+                conn.execute("RELEASE change")
+        conn.execute("COMMIT")
+    except _Refused:
+        conn.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
-def _answer(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def _reply(answers: list[_Answer]) -> None:
+    """Answer each change on its own event loop (a closed loop has nobody waiting)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = defaultdict(list)
+    for answer in answers:
+        by_loop[answer[0].get_loop()].append(answer)
+    for loop, group in by_loop.items():
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_answer, group)
+
+
+def _answer(answers: list[_Answer]) -> None:
     for future, ok, value in answers:
         if future.cancelled():
             continue
@@ -245,8 +316,12 @@ class _Database:
         finally:
             conn.execute("COMMIT")
 
-    def close(self) -> None:
+    def stop_writing(self) -> None:
+        """Commit what was submitted and then stop the writer (on the submitting loop)."""
         self._writer.stop()
+
+    def close(self) -> None:
+        """Wait for the writer to finish and close every connection (blocks: use a thread)."""
         self._writer.join()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
@@ -426,6 +501,7 @@ class SqliteStore(MessageStore):
         await self._remove_orphan_blobs()
 
     async def close(self) -> None:
+        self._db.stop_writing()
         await asyncio.to_thread(self._db.close)
 
     async def _remove_orphan_blobs(self) -> None:
@@ -455,31 +531,37 @@ class SqliteStore(MessageStore):
         extra_statuses: Sequence[StatusChange] = (),
         asic: tuple[str, int] | None = None,
     ) -> int | None:
+        incoming = message.direction is Direction.INCOMING
+        # Conversations of this message id that block it: an incoming message is dropped when
+        # its incoming conversation exists; an outgoing one is refused when any does, unless
+        # it is a status message re-using its conversation's id.
+        if incoming:
+            blocking = (Direction.INCOMING.value, Direction.INCOMING.value)
+        elif unique_conversation:
+            blocking = (Direction.OUTGOING.value, Direction.INCOMING.value)
+        else:
+            blocking = ("", "")
+
         def op(conn: sqlite3.Connection) -> int | None:
-            incoming = message.direction is Direction.INCOMING
-            taken, conversation_taken = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM message WHERE direction = ? AND message_id = ?), "
-                "EXISTS (SELECT 1 FROM conversation WHERE message_id = ? AND (? OR direction = "
-                "'INCOMING'))",
-                (message.direction.value, message.message_id, message.message_id,
-                 int(not incoming)),
-            ).fetchone()
-            if incoming and (taken or conversation_taken):
-                return None
-            if not incoming and (taken or (unique_conversation and conversation_taken)):
-                raise AlreadyExists(message.message_id)
             now = _us(created.at)
             cur = conn.execute(
                 "INSERT INTO message (direction, message_id, conversation_id, process, "
                 "message_type, sender_identifier, receiver_identifier, service, sbd, created, "
                 "last_updated, expiry, queued, asic_blob, asic_size) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM "
+                "conversation WHERE message_id = ? AND direction IN (?, ?)) "
+                "ON CONFLICT (direction, message_id) DO NOTHING",
                 (message.direction.value, message.message_id, message.conversation_id,
                  message.process, message.message_type, message.sender_identifier,
                  message.receiver_identifier, message.service, message.sbd, now, now,
                  _us(message.expiry), int(queue_at is not None),
-                 asic[0] if asic else None, asic[1] if asic else None),
+                 asic[0] if asic else None, asic[1] if asic else None,
+                 message.message_id, *blocking),
             )
+            if cur.rowcount == 0:  # the message id is taken, or blocked by a conversation
+                if incoming:
+                    return None
+                raise AlreadyExists(message.message_id)
             row_id = cur.lastrowid
             for number, file in enumerate(files, start=1):
                 _insert_file(conn, row_id, number, file)  # type: ignore[arg-type]
@@ -488,7 +570,7 @@ class SqliteStore(MessageStore):
                     "INSERT INTO outbox (message, service, due_at, created) VALUES (?,?,?,?)",
                     (row_id, message.service, _us(queue_at), now),
                 )
-            existing = conn.execute(
+            existing = None if blocking[0] else conn.execute(
                 "SELECT id FROM conversation WHERE direction = ? AND message_id = ?",
                 (message.direction.value, message.message_id),
             ).fetchone()
