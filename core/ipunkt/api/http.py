@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ipunkt.api import jackson
+from ipunkt import jackson
 from ipunkt.errors import ApiError, error_body
 
 log = structlog.get_logger(__name__)

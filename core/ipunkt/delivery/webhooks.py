@@ -45,8 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import structlog
 
-from ipunkt import __version__
-from ipunkt.api import jackson
+from ipunkt import __version__, jackson
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.retry import RetryPolicy
 from ipunkt.delivery.settings import WebhookSettings

@@ -3,6 +3,10 @@
 ``"key" : value``, two-space indent, arrays opened on the same line (``[ {``), empty objects
 and arrays as ``{ }`` and ``[ ]``, non-ASCII kept as UTF-8. Byte for byte the same as the
 documented answers, so that even ``Content-Length`` matches.
+
+Text written once can be embedded again as :class:`Raw` (the store keeps each SBD as this
+text, and a page of SBDs embeds them without parsing and writing them again): JSON strings
+hold no raw line breaks, so indenting a nested value is inserting spaces after each one.
 """
 
 from __future__ import annotations
@@ -13,10 +17,23 @@ from typing import Any
 _string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
-def dumps(value: Any) -> bytes:
+class Raw:
+    """A value already written by :func:`render`, embedded as it is (re-indented)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def render(value: Any) -> str:
     parts: list[str] = []
     _write(value, 0, parts)
-    return "".join(parts).encode("utf-8")
+    return "".join(parts)
+
+
+def dumps(value: Any) -> bytes:
+    return render(value).encode("utf-8")
 
 
 def _write(value: Any, depth: int, out: list[str]) -> None:
@@ -52,6 +69,8 @@ def _write(value: Any, depth: int, out: list[str]) -> None:
         out.append(" ]")
     elif kind is str:
         out.append(_string(value))
+    elif kind is Raw:
+        out.append(value.text.replace("\n", "\n" + "  " * depth) if depth else value.text)
     elif value is None:
         out.append("null")
     elif value is True:
