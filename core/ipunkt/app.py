@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 import structlog
 from aiohttp import web
 
-from ipunkt.api import capabilities, manage, nextmove
+from ipunkt.api import capabilities, manage, nextmove, subscriptions
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.api.nextmove import NEXTMOVE
 from ipunkt.appkeys import ADDRESS_BOOK, CHANNELS, ENGINE, PLUGINS, READY, ROUTER, SETTINGS
@@ -17,6 +17,7 @@ from ipunkt.delivery.engine import DeliveryEngine
 from ipunkt.lookup.assembly import build_address_book
 from ipunkt.lookup.routing import Router
 from ipunkt.maskinporten.tokens import MaskinportenTokens
+from ipunkt.messages.subscriptions import Subscriptions
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost
@@ -96,8 +97,11 @@ def _install_delivery(app: web.Application) -> None:
         app[CHANNELS],
         app[ROUTER],
         app[SETTINGS].delivery,
+        app[SETTINGS].webhooks,
+        key_folder=app[SETTINGS].store.path,
     )
     app.cleanup_ctx.append(_delivery_running)
+    subscriptions.setup_routes(app, Subscriptions(services.store, app[ENGINE].webhooks))
 
 
 async def _delivery_running(app: web.Application) -> AsyncIterator[None]:

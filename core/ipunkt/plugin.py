@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pluggy
@@ -108,6 +109,10 @@ class OutgoingMessage:
     expires_at: datetime
     attachments: Sequence[Attachment] = ()
     service_record: Mapping[str, Any] | None = None
+    """The receiver's Service Registry record, in the registry's JSON shape."""
+    attempt: int = 1
+    """Which try this is (1 the first): from 2 on, an earlier try may have reached the remote
+    side before a crash, so look for it there (by the channel's idempotency key) first."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,10 @@ class StatusUpdate:
     incoming: IncomingMessage | None = None
     """A message to store with the status, e.g. the ``arkivmelding_kvittering`` that DPV and
     DPF make on LEVERT when configured to, as the original does."""
+    conversation_id: str | None = None
+    """Names the conversation instead, when ``message_id`` is empty (DPI's receipts)."""
+    at: datetime | None = None
+    """When the remote side says it happened (a receipt's ``tidspunkt``); default: now."""
 
 
 class TokenProvider(Protocol):
@@ -260,7 +269,12 @@ class Channel(abc.ABC):
     async def poll_statuses(
         self, conversations: Sequence[PollableConversation]
     ) -> Sequence[StatusUpdate]:
-        """Fetch the statuses of these conversations; called when status polling is set."""
+        """Fetch the statuses of these conversations; called when status polling is set.
+
+        Called every :attr:`status_poll_interval` seconds, with the pollable conversations
+        that are due (possibly none). An update may also name any other outgoing conversation
+        of this channel (a receipt that arrives on its own, as DPI's do).
+        """
         return ()
 
     async def delivered_to_client(self, message: Mapping[str, Any]) -> None:
@@ -308,6 +322,72 @@ class ChannelInfo:
         return self.factory is not None
 
 
+class TokenVerifier(Protocol):
+    """Checks bearer tokens that the sandbox's fake Maskinporten (or Altinn) issued."""
+
+    def verify_access_token(self, token: str, *, scope: str | None = None) -> dict[str, Any]:
+        """The token's claims; raises if the fake did not issue it or it lacks ``scope``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SandboxParty:
+    """An organisation of the sandbox with a throwaway key and certificate."""
+
+    number: str
+    name: str
+    key_file: Path
+    """PEM: the private key, then the certificate and its chain."""
+    certificate_pem: str
+    """The organisation's certificate alone, PEM (for registry records)."""
+
+
+@dataclass(frozen=True)
+class SandboxEnvironment:
+    """What ``ipunkt sandbox`` gives each plugin's sandbox part."""
+
+    folder: Path
+    """A folder of the sandbox the part may write into."""
+    organisations: tuple[SandboxParty, ...]
+    """The organisations whose integration points the sandbox runs (A, B)."""
+    trust_anchor: Path
+    """The sandbox CA's certificate (PEM): every sandbox certificate chains to it."""
+    tokens: TokenVerifier
+    """The fake Maskinporten, for fakes that check bearer tokens."""
+    specs: Path | None
+    """The published specs (``IPUNKT_SPECS``), for fakes that check requests; may be None."""
+    serve: Callable[[str, Any], Awaitable[str]]
+    """``await serve(name, app)`` runs an ``aiohttp.web.Application``; returns its base URL."""
+    issue: Callable[[str, str], SandboxParty]
+    """``issue(number, name)`` makes a key and certificate for another party (a mailbox
+    provider, SvarUt, a municipality)."""
+
+
+@dataclass(frozen=True)
+class SandboxChannel:
+    """What a plugin's sandbox part set up: its fakes run, and how the sandbox uses them."""
+
+    service: str
+    channel_configs: Mapping[str, Mapping[str, Any]]
+    """Each organisation's ``[channels.<service>]`` table, by organisation number."""
+    receivers: Sequence[Mapping[str, Any]] = ()
+    """``[[receiver]]`` tables for the sandbox's registry (records for A and B included)."""
+    scopes: Sequence[str] = ()
+    """Maskinporten scopes the organisations' clients need for this channel."""
+    samples: Sequence[Mapping[str, str]] = ()
+    """Sample receivers to print: ``{"identifier", "name", "note"}``."""
+    fakes: Mapping[str, str] = field(default_factory=dict)
+    """The fakes' base URLs by name, written to the sandbox's state file."""
+
+
+@dataclass(frozen=True)
+class SandboxPart:
+    """A plugin's part of ``ipunkt sandbox``: starts its fakes, says how to reach them."""
+
+    service: str
+    setup: Callable[[SandboxEnvironment], Awaitable[SandboxChannel]]
+
+
 class Hooks:
     """The hook specifications. Each is a registration hook called once at start-up."""
 
@@ -328,4 +408,15 @@ class Hooks:
         ``[lookup.<name>]``, checked by its ``config_schema``. A name already registered by
         another plugin makes this plugin fail to load. The core registers its own sources,
         ``local`` (a registry file) and ``service-registry``, through this hook too.
+        """
+
+    @hookspec
+    def register_sandbox(self, register: Callable[[SandboxPart], None]) -> None:
+        """Register this plugin's part of ``ipunkt sandbox``: the fakes of its remote services.
+
+        Call ``register(SandboxPart(service, setup))``. The sandbox awaits
+        ``setup(environment)`` once, after its own fakes (Maskinporten, the Service Registry)
+        run; the part starts its fakes with ``environment.serve`` and answers a
+        :class:`SandboxChannel`: each organisation's channel config, registry receivers (at
+        least one sample receiver) and the Maskinporten scopes it needs.
         """

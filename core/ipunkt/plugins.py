@@ -25,7 +25,7 @@ from packaging.version import Version
 
 from ipunkt import __version__
 from ipunkt.lookup.source import LOOKUP_SOURCE_NAME
-from ipunkt.plugin import PROJECT, ChannelInfo, Hooks, LookupSourceInfo
+from ipunkt.plugin import PROJECT, ChannelInfo, Hooks, LookupSourceInfo, SandboxPart
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +109,8 @@ class PluginHost:
         self._channel_owner: dict[str, PluginRecord] = {}
         self.lookup_sources: dict[str, LookupSourceInfo] = {}
         self._lookup_source_owner: dict[str, PluginRecord] = {}
+        self.sandbox_parts: dict[str, SandboxPart] = {}
+        self._sandbox_owner: dict[str, PluginRecord] = {}
 
     def load(self, selection: PluginSelection | None = None) -> None:
         """Register the core's default plugins, then every installed entry point."""
@@ -178,17 +180,32 @@ class PluginHost:
                     self._channel_owner[info.service] = record
                     record.services.append(info.service)
         self._collect_lookup_sources()
+        self._collect_sandbox_parts()
         for record in self.records:
             if record.status is PluginStatus.FAILED:
                 for service in [s for s, r in self._channel_owner.items() if r is record]:
                     del self.channels[service]
                     del self._channel_owner[service]
                 record.services.clear()
+                for service in [s for s, r in self._sandbox_owner.items() if r is record]:
+                    del self.sandbox_parts[service]
+                    del self._sandbox_owner[service]
                 for name in [n for n, r in self._lookup_source_owner.items() if r is record]:
                     del self.lookup_sources[name]
                     del self._lookup_source_owner[name]
                 if _is_registered(self.pm, record.name):
                     self.pm.unregister(name=record.name)
+
+    def _collect_sandbox_parts(self) -> None:
+        for record, registered in self._call_each("register_sandbox"):
+            wrong = [p for p in registered if not isinstance(p, SandboxPart)]
+            if wrong:
+                record.fail(f"register_sandbox registered {type(wrong[0]).__name__}, "
+                            "not a SandboxPart")
+                continue
+            for part in registered:
+                self.sandbox_parts[part.service] = part
+                self._sandbox_owner[part.service] = record
 
     def _collect_lookup_sources(self) -> None:
         for record, registered in self._call_each("register_lookup_sources"):

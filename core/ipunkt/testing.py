@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-SPECS_ENV = "IPUNKT_SPECS"
+from ipunkt.specs import SPECS_ENV, specs_folder
+
 
 
 def specs_dir() -> Path:
@@ -22,13 +23,9 @@ def specs_dir() -> Path:
     It defaults to ``../shared/specs`` beside the checkout. Tests that check wire formats
     skip with a clear reason when it is missing, so that the suite runs outside the workshop.
     """
-    configured = os.environ.get(SPECS_ENV)
-    if configured:
-        path = Path(configured)
-    else:
-        path = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
-    if not path.is_dir():
-        pytest.skip(f"published specs not found at {path} (set {SPECS_ENV})")
+    path = specs_folder()
+    if path is None:
+        pytest.skip(f"published specs not found (set {SPECS_ENV})")
     return path
 
 

@@ -63,3 +63,51 @@ def register_channels(register):
     register(ChannelInfo(service="DPR", name="Relay test channel",
                          message_types=frozenset({"avtalt"}), max_size=1024 * 1024,
                          config_schema=RelayConfig, factory=RelayChannel))
+
+
+class RelayReceiver:
+    """The relay channel's fake remote side in the sandbox: it records each delivery once."""
+
+    def __init__(self) -> None:
+        self.delivered: dict[str, int] = {}
+
+    def app(self):  # type: ignore[no-untyped-def]
+        from aiohttp import web
+
+        async def deliver(request: web.Request) -> web.Response:
+            key = request.headers["Idempotency-Key"]
+            self.delivered[key] = self.delivered.get(key, 0) + 1
+            return web.json_response({"accepted": key})
+
+        app = web.Application()
+        app.router.add_post("/deliver", deliver)
+        return app
+
+
+RECEIVER = RelayReceiver()
+
+
+async def sandbox_setup(environment):  # type: ignore[no-untyped-def]
+    from ipunkt.plugin import SandboxChannel
+
+    url = await environment.serve("relay-receiver", RECEIVER.app())
+    parties = environment.organisations
+    record = {
+        "service": "DPR",
+        "processes": ["urn:no:difi:profile:avtalt:avtalt:ver1.0"],
+        "document_types": ["urn:no:difi:avtalt:xsd::avtalt"],
+    }
+    return SandboxChannel(
+        service="DPR",
+        channel_configs={p.number: {"receiver_url": url} for p in parties},
+        receivers=[{"identifier": p.number, "record": [record]} for p in parties],
+        samples=[{"identifier": parties[1].number, "name": parties[1].name, "note": "relay"}],
+        fakes={"relay-receiver": url},
+    )
+
+
+@hookimpl
+def register_sandbox(register):
+    from ipunkt.plugin import SandboxPart
+
+    register(SandboxPart("DPR", sandbox_setup))

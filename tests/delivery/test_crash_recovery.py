@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import OWN, RECEIVER, avtalt
+from delivery_harness import OWN, RECEIVER, avtalt
 
 from ipunkt.testing import ServerProcess, free_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conftest import avtalt
+from delivery_harness import avtalt
 
 from ipunkt.sbd.times import now_oslo
 

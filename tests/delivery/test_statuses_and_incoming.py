@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import OWN, RECEIVER, RESPONSE_PROCESS, avtalt
+from delivery_harness import OWN, RECEIVER, RESPONSE_PROCESS, avtalt
 
 from ipunkt.delivery.inbound import ChannelSink
 from ipunkt.plugin import IncomingMessage, PermanentError, ReceiptStatus, StatusUpdate

@@ -22,6 +22,7 @@ async def health(request: web.Request) -> web.Response:
         "readiness": {"status": _readiness(app)},
         "plugins": _plugins(app),
         "channels": await _channels(app),
+        "webhooks": await app[ENGINE].webhooks.health(),
     }
     status = UP if components["readiness"]["status"] == UP else OUT_OF_SERVICE
     return _answer({"status": status, "components": components})

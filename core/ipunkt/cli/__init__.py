@@ -24,6 +24,7 @@ from ipunkt.cli.init import init
 from ipunkt.cli.lookup import lookup_command
 from ipunkt.cli.package import package_group
 from ipunkt.cli.plugins import plugins_command
+from ipunkt.cli.sandbox import sandbox
 from ipunkt.cli.serve import serve
 
 main.add_command(init)
@@ -32,3 +33,4 @@ main.add_command(plugins_command)
 main.add_command(lookup_command)
 main.add_command(package_group)
 main.add_command(certs_group)
+main.add_command(sandbox)

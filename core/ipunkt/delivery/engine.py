@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,9 +20,10 @@ from ipunkt.channels import ChannelSet
 from ipunkt.delivery.inbound import ChannelSink, IncomingPoller
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.outbox import Outbox
-from ipunkt.delivery.settings import DeliverySettings
+from ipunkt.delivery.settings import DeliverySettings, WebhookSettings
 from ipunkt.delivery.status_polling import StatusPoller
 from ipunkt.delivery.sweeper import LifetimeSweeper
+from ipunkt.delivery.webhooks import WebhookDispatcher
 from ipunkt.lookup.routing import Router
 from ipunkt.messages.incoming import IncomingMessages
 from ipunkt.messages.outgoing import OutgoingMessages
@@ -44,12 +46,16 @@ class DeliveryEngine:
         channels: ChannelSet,
         router: Router,
         settings: DeliverySettings,
+        webhooks: WebhookSettings,
         *,
+        key_folder: Path,
         clock: Callable[[], datetime] = now_oslo,
     ) -> None:
         self.store = store
         self.channels = channels
         self.metrics = Metrics(store.outbox_depth)
+        self.webhooks = WebhookDispatcher(store, webhooks, self.metrics, key_folder=key_folder,
+                                          clock=clock)
         self.outbox = Outbox(store, channels, router, rules, settings, self.metrics, clock=clock)
         self.sweeper = LifetimeSweeper(store, rules, settings.sweep_seconds, clock=clock)
         self.incoming_pollers: dict[str, IncomingPoller] = {}
@@ -70,20 +76,17 @@ class DeliveryEngine:
         outgoing.on_queued.append(lambda _message_id: self.outbox.nudge())
         incoming.on_delivered.append(self._delivered_to_client)
         self._tasks: list[asyncio.Task[None]] = []
-        self.extra: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        """More background loops to run beside the engine's own (e.g. the webhook pushes)."""
 
     async def start(self) -> None:
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "outbox": self.outbox.run(),
             "sweeper": self.sweeper.run(),
+            "webhooks": self.webhooks.run(),
         }
         for service, incoming in self.incoming_pollers.items():
             loops[f"incoming {service}"] = incoming.run()
         for service, status in self.status_pollers.items():
             loops[f"status {service}"] = status.run()
-        for number, make in enumerate(self.extra):
-            loops[f"extra {number}"] = make()
         for name, loop in loops.items():
             self._tasks.append(asyncio.create_task(_logged(name, loop), name=name))
         log.info("delivery started", loops=sorted(loops))
@@ -92,8 +95,9 @@ class DeliveryEngine:
         """Stop the pollers, let sends in flight finish or release them, then stop the rest."""
         outbox_task = self._tasks[0] if self._tasks else None
         for task in self._tasks[1:]:
-            task.cancel()
-        await self.outbox.stop()
+            if task.get_name() != "webhooks":
+                task.cancel()
+        await asyncio.gather(self.outbox.stop(), self.webhooks.stop())
         if outbox_task is not None:
             outbox_task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

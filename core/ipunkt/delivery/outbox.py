@@ -148,7 +148,7 @@ class Outbox:
         started = time.perf_counter()
         keeper = asyncio.create_task(self._keep_lease(record.message_id))
         try:
-            message = await self._outgoing(record)
+            message = await self._outgoing(record, claim.attempts)
             async with asyncio.timeout(self.settings.send_timeout_seconds):
                 result = await channel.send(message)
         except PermanentError as exc:
@@ -192,7 +192,7 @@ class Outbox:
                 log.warning("lost the claim on a message being sent", message_id=message_id)
                 return
 
-    async def _outgoing(self, record: MessageRecord) -> OutgoingMessage:
+    async def _outgoing(self, record: MessageRecord, attempt: int) -> OutgoingMessage:
         sbd = parse_sbd_text(record.sbd)
         route = await self.router.route(
             receiver=sbd.receiver,
@@ -219,6 +219,7 @@ class Outbox:
             expires_at=record.expiry,
             attachments=[self._attachment(f) for f in files],
             service_record=route.record.to_wire() if route.record is not None else None,
+            attempt=attempt,
         )
 
     def _attachment(self, file: FileRecord) -> Attachment:

@@ -16,9 +16,21 @@ import structlog
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.settings import DeliverySettings
 from ipunkt.messages.statuses import StatusRules
-from ipunkt.plugin import Channel, IncomingSink, PollableConversation, ReceiptStatus
+from ipunkt.plugin import (
+    Channel,
+    IncomingSink,
+    PollableConversation,
+    ReceiptStatus,
+    StatusUpdate,
+)
 from ipunkt.sbd.times import now_oslo
-from ipunkt.store.base import ConversationRecord, Direction, MessageStore
+from ipunkt.store.base import (
+    ConversationFilter,
+    ConversationRecord,
+    Direction,
+    MessageStore,
+    PageRequest,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -60,30 +72,43 @@ class StatusPoller:
         """Poll the conversations that are due; returns how many were polled."""
         now = self.clock()
         due = await self.store.due_for_polling(self.service, now, self.settings.status_poll_batch)
-        if not due:
-            return 0
         updates = await self.channel.poll_statuses([_pollable(c) for c in due])
-        by_message = {c.message_id: c for c in due}
         for update in updates:
-            conversation = by_message.get(update.message_id)
+            conversation = await self._conversation_of(update)
             if conversation is None:
-                log.warning("status for a conversation not polled", channel=self.service,
-                            message_id=update.message_id)
+                log.warning("status for an unknown conversation", channel=self.service,
+                            message_id=update.message_id, conversation_id=update.conversation_id)
                 continue
             changes = self.rules.reported([update], self.clock(), self.service)
             registered = await self.store.register_statuses(
-                update.message_id, changes, Direction.OUTGOING
+                conversation.message_id, changes, Direction.OUTGOING
             )
             for record in registered:
                 self.metrics.statuses.labels(self.service, record.status).inc()
-                log.info("status learned", message_id=update.message_id, status=record.status,
-                         conversation_id=conversation.conversation_id, channel=self.service)
+                log.info("status learned", message_id=conversation.message_id,
+                         status=record.status, conversation_id=conversation.conversation_id,
+                         channel=self.service)
             if update.incoming is not None and self.sink is not None:
                 await self.sink.receive(update.incoming)
             if update.stop_polling:
                 await self.store.stop_polling(conversation.id)
-        await self.store.schedule_polls([(c.id, now + self.next_interval(c, now)) for c in due])
+        if due:
+            await self.store.schedule_polls(
+                [(c.id, now + self.next_interval(c, now)) for c in due]
+            )
         return len(due)
+
+    async def _conversation_of(self, update: StatusUpdate) -> ConversationRecord | None:
+        where = ConversationFilter(
+            message_id=update.message_id or None,
+            conversation_id=None if update.message_id else update.conversation_id,
+            direction=Direction.OUTGOING,
+            service=self.service,
+        )
+        if where.message_id is None and where.conversation_id is None:
+            return None
+        found = await self.store.find_conversations(where, PageRequest(size=1))
+        return found.content[0] if found.content else None
 
     def next_interval(self, conversation: ConversationRecord, now: datetime) -> timedelta:
         idle = (now - conversation.last_update).total_seconds()

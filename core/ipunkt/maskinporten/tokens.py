@@ -51,9 +51,11 @@ class MaskinportenTokens(TokenProvider):
     ) -> str:
         client = self._maskinporten()
         system_user = None
+        consumer = None
         if self.settings.system_user is not None:
             system_user = SystemUser(organisation or self.organisation, self.settings.system_user)
-        consumer = organisation if organisation not in (None, self.organisation) else None
+        elif organisation not in (None, self.organisation):
+            consumer = organisation
         try:
             if altinn:
                 if self.settings.altinn_exchange_url is None:

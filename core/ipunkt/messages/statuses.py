@@ -69,7 +69,7 @@ class StatusRules:
             update = item if isinstance(item, StatusUpdate) else StatusUpdate("", item)
             if update.status is ReceiptStatus.LEVERT:
                 changes.append(self.change(ReceiptStatus.MOTTATT, at, service))
-            changes.append(self.change(update.status, at, service,
+            changes.append(self.change(update.status, update.at or at, service,
                                        description=update.description,
                                        raw_receipt=update.raw_receipt))
         return changes

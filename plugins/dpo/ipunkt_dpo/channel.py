@@ -180,7 +180,7 @@ class DPOChannel(Channel):
             message.sbd,
             message.attachments,
             service_record=message.service_record,
-            attempt=getattr(message, "attempt", 1),
+            attempt=message.attempt,
         )
         return SendResult(statuses=(ReceiptStatus.SENDT,), external_reference=transfer_id)
 

@@ -1,0 +1,253 @@
+"""``ipunkt sandbox``: every fake and two integration points on one machine.
+
+A new user watches a message travel end to end without any account anywhere: a throwaway CA
+issues certificates for two organisations, A and B; the core's fakes of Maskinporten (with
+Altinn's token exchange) and of the Service Registry run beside each installed channel
+plugin's fakes (registered through the ``register_sandbox`` hook); and two integration points
+run with configs written for them. With ``fakes_only``, the integration points are left to
+the user (``ipunkt serve --config <written config>``), so that they can be stopped and
+restarted on their data while the fakes keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import tomli_w
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
+from ipunkt.app import create_app
+from ipunkt.gateway import load_gateway
+from ipunkt.lookup.registry import LocalRegistry
+from ipunkt.lookup.service_registry_fake import FakeServiceRegistry
+from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten
+from ipunkt.package.keys import OrganisationKey
+from ipunkt.package.testcerts import CertificateAuthority, make_ca, pem
+from ipunkt.package.trust import TrustStore
+from ipunkt.plugin import SandboxChannel, SandboxEnvironment, SandboxParty
+from ipunkt.plugins import PluginHost
+
+log = structlog.get_logger(__name__)
+
+ORGANISATIONS = (("910077473", "Sandkasse A"), ("910075918", "Sandkasse B"))
+"""The organisations whose integration points the sandbox runs (test organisation numbers)."""
+PASSWORD = "sandbox"
+"""Every sandbox integration point's API password (the user name is its letter)."""
+
+
+@dataclass
+class Organisation:
+    letter: str
+    party: SandboxParty
+    port: int
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "letter": self.letter,
+            "organisation": self.party.number,
+            "name": self.party.name,
+            "url": self.url,
+            "username": self.letter.lower(),
+            "password": PASSWORD,
+            "config": str(self.config),
+        }
+
+
+@dataclass
+class Sandbox:
+    """The sandbox's fakes and (unless ``fakes_only``) its two integration points."""
+
+    folder: Path
+    host: PluginHost
+    ports: Sequence[int] = (9093, 9094)
+    fakes_only: bool = False
+    specs: Path | None = None
+    organisations: list[Organisation] = field(default_factory=list)
+    channels: list[SandboxChannel] = field(default_factory=list)
+    fakes: dict[str, str] = field(default_factory=dict)
+    _runners: list[web.AppRunner] = field(default_factory=list)
+
+    async def start(self) -> dict[str, Any]:
+        """Start everything; returns the state (what :meth:`state` answers)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ca = make_ca("ipunkt sandbox CA")
+        anchor = self.folder / "sandbox-ca.pem"
+        anchor.write_bytes(pem(ca.certificate))
+        parties = [self._party(ca, number, name) for number, name in ORGANISATIONS]
+        maskinporten = FakeMaskinporten(trust=TrustStore([ca.certificate]))
+        maskinporten_url = await self.serve("maskinporten", maskinporten.app())
+        environment = SandboxEnvironment(
+            folder=self.folder,
+            organisations=tuple(parties),
+            trust_anchor=anchor,
+            tokens=maskinporten,
+            specs=self.specs,
+            serve=self.serve,
+            issue=lambda number, name: self._party(ca, number, name),
+        )
+        for service, part in sorted(self.host.sandbox_parts.items()):
+            channel = await part.setup(environment)
+            self.channels.append(channel)
+            self.fakes.update(channel.fakes)
+            log.info("sandbox channel ready", channel=service, fakes=channel.fakes)
+        scopes = {scope for channel in self.channels for scope in channel.scopes}
+        scopes |= set(self._registry_scopes())
+        for party in parties:
+            maskinporten.register(FakeClient(f"MOVE_IP_{party.number}", party.number,
+                                             frozenset(scopes)))
+        registry = self.folder / "registry.toml"
+        registry.write_text(tomli_w.dumps({"receiver": self._receivers(parties)}))
+        service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True)
+        registry_url = await self.serve("service-registry", service_registry.app())
+        for letter, party, port in zip("AB", parties, self.ports, strict=True):
+            config = self._write_config(letter, party, port, registry_url, maskinporten_url)
+            self.organisations.append(Organisation(letter, party, port, config))
+        if not self.fakes_only:
+            for organisation in self.organisations:
+                await self._run_integration_point(organisation)
+        return self.state()
+
+    async def serve(self, name: str, app: web.Application, port: int = 0) -> str:
+        """Run ``app`` on loopback; its base URL is recorded under ``name``."""
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        self._runners.append(runner)
+        bound = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{bound}"
+        self.fakes[name] = url
+        return url
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "fakes_only": self.fakes_only,
+            "fakes": dict(self.fakes),
+            "organisations": [o.state() for o in self.organisations],
+            "receivers": {
+                channel.service: [dict(sample) for sample in channel.samples]
+                for channel in self.channels
+            },
+        }
+
+    def _party(self, ca: CertificateAuthority, number: str, name: str) -> SandboxParty:
+        key = ca.issue(number, name)
+        path = self.folder / "keys" / f"{number}.pem"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_key_pem(key) + pem(key.certificate, *key.chain))
+        path.chmod(0o600)
+        return SandboxParty(number, name, path, pem(key.certificate).decode())
+
+    def _receivers(self, parties: Sequence[SandboxParty]) -> list[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {
+            p.number: {"identifier": p.number, "name": p.name, "record": []} for p in parties
+        }
+        for channel in self.channels:
+            for receiver in channel.receivers:
+                entry = merged.setdefault(
+                    receiver["identifier"],
+                    {key: value for key, value in receiver.items() if key != "record"}
+                    | {"record": []},
+                )
+                entry["record"].extend(receiver.get("record", []))
+        return [entry for entry in merged.values() if entry["record"]]
+
+    def _write_config(
+        self, letter: str, party: SandboxParty, port: int, registry_url: str,
+        maskinporten_url: str,
+    ) -> Path:
+        channels: dict[str, Any] = {}
+        for channel in self.channels:
+            table = dict(channel.channel_configs.get(party.number, {}))
+            channels[channel.service.lower()] = {"enabled": True, **table}
+        config: dict[str, Any] = {
+            "organisation": {"number": party.number, "name": party.name,
+                             "key": str(party.key_file)},
+            "server": {"host": "127.0.0.1", "port": port, "shutdown_timeout": 5},
+            "api": {"username": letter.lower(), "password": PASSWORD},
+            "store": {"path": str(self.folder / f"data-{letter.lower()}")},
+            "lookup": {"sources": ["service-registry"],
+                       "service-registry": {"url": registry_url, "cache_ttl": 5,
+                                            "scopes": self._registry_scopes()}},
+            "maskinporten": {"token_url": f"{maskinporten_url}/token",
+                             "altinn_exchange_url": f"{maskinporten_url}{EXCHANGE_PATH}"},
+            "delivery": {"retry_initial_seconds": 2, "retry_max_seconds": 30},
+            "channels": channels,
+        }
+        path = self.folder / f"ipunkt-{letter.lower()}.toml"
+        path.write_text(f"# ipunkt sandbox: organisation {letter}\n" + tomli_w.dumps(config))
+        return path
+
+    def _registry_scopes(self) -> list[str]:
+        return sorted(f"eformidling:{channel.service.lower()}" for channel in self.channels)
+
+    async def _run_integration_point(self, organisation: Organisation) -> None:
+        gateway = load_gateway(organisation.config)
+        app = create_app(gateway.settings, gateway.plugins, gateway.channel_configs, gateway.key)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", organisation.port).start()
+        self._runners.append(runner)
+
+
+def _key_pem(key: OrganisationKey) -> bytes:
+    return key.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def describe(state: Mapping[str, Any]) -> str:
+    """The state as a user reads it on the terminal."""
+    lines = ["ipunkt sandbox is running. Stop it with Ctrl-C.", ""]
+    for organisation in state["organisations"]:
+        run = ("" if not state["fakes_only"]
+               else f"  (start it: ipunkt serve --config {organisation['config']})")
+        lines.append(
+            f"  {organisation['letter']}: {organisation['name']}, organisation "
+            f"{organisation['organisation']}, {organisation['url']}, user "
+            f"{organisation['username']}, password {organisation['password']}{run}"
+        )
+    lines += ["", "Sample receivers by channel:"]
+    for service, samples in sorted(state["receivers"].items()):
+        for sample in samples:
+            lines.append(f"  {service}: {sample['identifier']} {sample['name']}"
+                         f"{' - ' + sample['note'] if sample.get('note') else ''}")
+    lines += ["", "Fakes:"]
+    lines += [f"  {name}: {url}" for name, url in sorted(state["fakes"].items())]
+    return "\n".join(lines)
+
+
+def write_state(state: Mapping[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+async def run_forever(sandbox: Sandbox, state_file: Path | None) -> None:
+    """Start the sandbox, report it, and run until cancelled (Ctrl-C or SIGTERM)."""
+    try:
+        state = await sandbox.start()
+        if state_file is not None:
+            write_state(state, state_file)
+        print(describe(state), flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await sandbox.stop()
