@@ -63,7 +63,7 @@ def create_app(
     app[READY] = {"ready": False}
     app.cleanup_ctx.append(_channels_running)
     app.cleanup_ctx.append(_lookup_running)
-    nextmove.install(app)
+    nextmove.install(app, key)
     _install_delivery(app)
     app.cleanup_ctx.append(_readiness)
     app.on_shutdown.append(_not_ready)

@@ -329,6 +329,10 @@ class TokenVerifier(Protocol):
         """The token's claims; raises if the fake did not issue it or it lacks ``scope``."""
         ...
 
+    def verify_altinn_token(self, token: str, *, scope: str | None = None) -> dict[str, Any]:
+        """The same for an Altinn token from the fake's token exchange."""
+        ...
+
 
 @dataclass(frozen=True)
 class SandboxParty:

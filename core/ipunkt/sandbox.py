@@ -105,8 +105,10 @@ class Sandbox:
         scopes = {scope for channel in self.channels for scope in channel.scopes}
         scopes |= set(self._registry_scopes())
         for party in parties:
-            maskinporten.register(FakeClient(f"MOVE_IP_{party.number}", party.number,
-                                             frozenset(scopes)))
+            maskinporten.register(FakeClient(
+                f"MOVE_IP_{party.number}", party.number, frozenset(scopes),
+                system_users=frozenset({_system_user(party.number)}),
+            ))
         registry = self.folder / "registry.toml"
         registry.write_text(tomli_w.dumps({"receiver": self._receivers(parties)}))
         service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True)
@@ -188,7 +190,8 @@ class Sandbox:
                        "service-registry": {"url": registry_url, "cache_ttl": 5,
                                             "scopes": self._registry_scopes()}},
             "maskinporten": {"token_url": f"{maskinporten_url}/token",
-                             "altinn_exchange_url": f"{maskinporten_url}{EXCHANGE_PATH}"},
+                             "altinn_exchange_url": f"{maskinporten_url}{EXCHANGE_PATH}",
+                             "system_user": _system_user(party.number)},
             "delivery": {"retry_initial_seconds": 2, "retry_max_seconds": 30},
             "channels": channels,
         }
@@ -206,6 +209,11 @@ class Sandbox:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", organisation.port).start()
         self._runners.append(runner)
+
+
+def _system_user(organisation: str) -> str:
+    """The Altinn system user's name, as the original's onboarding names it."""
+    return f"{organisation}_integrasjonspunkt"
 
 
 def _key_pem(key: OrganisationKey) -> bytes:

@@ -22,6 +22,7 @@ from ipunkt.api.paging import page_json, page_request
 from ipunkt.api.settings import ApiSettings
 from ipunkt.appkeys import PLUGINS, ROUTER, SETTINGS
 from ipunkt.errors import NoContent
+from ipunkt.jackson import Raw
 from ipunkt.messages import errors
 from ipunkt.messages.conversations import Conversations
 from ipunkt.messages.incoming import IncomingMessages
@@ -29,6 +30,7 @@ from ipunkt.messages.outgoing import OutgoingMessages, StagedFile, Upload
 from ipunkt.messages.routes import Resolver
 from ipunkt.messages.settings import MessagesSettings
 from ipunkt.messages.statuses import Statuses, StatusRules
+from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ChannelInfo
 from ipunkt.sbd import SbdFormatError, SbdInvalid, StandardBusinessDocument, parse_sbd_text
 from ipunkt.sbd.times import OSLO
@@ -86,8 +88,10 @@ def build(
     organisation: str,
     settings: MessagesSettings,
     clock: Callable[[], datetime] | None = None,
+    key: OrganisationKey | None = None,
 ) -> NextMove:
-    """The services over one store; ``clock`` lets tests move time."""
+    """The services over one store; ``clock`` lets tests move time; ``key`` opens incoming
+    packages at pop."""
     extra = {"clock": clock} if clock else {}
     statuses = Statuses(store, StatusRules(settings.status_queue_includes))
     ttl = timedelta(hours=settings.default_ttl_hours)
@@ -97,13 +101,13 @@ def build(
                                   organisation=organisation, default_ttl=ttl, **extra),
         incoming=IncomingMessages(store, statuses, default_ttl=ttl,
                                   lock_timeout=timedelta(minutes=settings.lock_timeout_minutes),
-                                  **extra),
+                                  key=key, **extra),
         statuses=statuses,
         conversations=Conversations(store),
     )
 
 
-def install(app: web.Application) -> None:
+def install(app: web.Application, key: OrganisationKey | None = None) -> None:
     """The Next Move API of a gateway app: its config's store, its router and channels."""
     settings = app[SETTINGS]
     nextmove = build(
@@ -112,6 +116,7 @@ def install(app: web.Application) -> None:
         dict(app[PLUGINS].channels),
         organisation=settings.organisation.number,
         settings=settings.messages,
+        key=key,
     )
     setup(app, nextmove, settings.api)
 
@@ -173,7 +178,7 @@ def _services(request: web.Request) -> NextMove:
 
 async def create_message(request: web.Request) -> web.Response:
     sbd = await _sbd_body(request)
-    return answer(await _services(request).outgoing.create(sbd))
+    return answer(Raw(await _services(request).outgoing.create(sbd)))
 
 
 async def create_and_send(request: web.Request) -> web.Response:
@@ -215,7 +220,7 @@ async def create_and_send(request: web.Request) -> web.Response:
     except BaseException:
         await services.outgoing.discard(staged)
         raise
-    return answer(created)
+    return answer(Raw(created))
 
 
 async def find_outgoing(request: web.Request) -> web.Response:
@@ -306,7 +311,8 @@ async def pop_incoming(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200)
     response.content_type = ASICE
     response.headers["Content-Disposition"] = "attachment; filename=asic.zip"
-    response.content_length = asic.size
+    if asic.size is not None:
+        response.content_length = asic.size
     for name, value in SPRING_HEADERS:
         response.headers.add(name, value)
     await response.prepare(request)

@@ -16,7 +16,10 @@ import structlog
 
 from ipunkt.messages import errors
 from ipunkt.messages.parties import part_or_primary, primary
+from ipunkt.messages.sealed import decrypted
 from ipunkt.messages.statuses import Statuses
+from ipunkt.package.errors import PackageError
+from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ReceiptStatus
 from ipunkt.sbd import StandardBusinessDocument
 from ipunkt.sbd.times import now_oslo
@@ -34,7 +37,8 @@ Delivered = Callable[[store.MessageRecord], Awaitable[None]]
 class Asic:
     """A popped message's ASiC-E: its size and its bytes as a stream."""
 
-    size: int
+    size: int | None
+    """The size when it is known before streaming (not for a package decrypted on the fly)."""
     chunks: AsyncIterator[bytes]
 
 
@@ -48,7 +52,10 @@ class IncomingMessages:
         default_ttl: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = now_oslo,
         on_delivered: Sequence[Delivered] = (),
+        key: OrganisationKey | None = None,
     ) -> None:
+        self.key = key
+        """Decrypts packages at pop; without it they are handed out as stored."""
         self.store = message_store
         self.statuses = statuses
         self.lock_timeout = lock_timeout
@@ -110,8 +117,12 @@ class IncomingMessages:
         now = self.clock()
         record = await self.store.lock_next(_normalised(where), now, now + self.lock_timeout)
         if record is not None:
-            log.info("message locked", message_id=record.message_id,
-                     until=record.lock_until.isoformat() if record.lock_until else None)
+            structlog.contextvars.bind_contextvars(
+                message_id=record.message_id, conversation_id=record.conversation_id,
+                channel=record.service,
+            )
+            log.debug("message locked",
+                      until=record.lock_until.isoformat() if record.lock_until else None)
         return record
 
     async def pop(self, message_id: str) -> Asic | None:
@@ -125,7 +136,14 @@ class IncomingMessages:
             size = await self.store.blobs.check(record.asic_blob)  # type: ignore[arg-type]
         except (BlobMissing, DecryptionError) as exc:
             await self._corrupt(record, str(exc) or type(exc).__name__)
-        return Asic(size, self._stream(record))
+        if self.key is None:
+            return Asic(size, self._stream(record))
+        plaintext = decrypted(lambda: self._stream(record), self.key)
+        try:
+            first = await anext(plaintext, b"")
+        except PackageError as exc:
+            await self._corrupt(record, f"cannot decrypt it: {exc}")
+        return Asic(None, _after(first, plaintext))
 
     async def _stream(self, record: store.MessageRecord) -> AsyncIterator[bytes]:
         try:
@@ -154,7 +172,9 @@ class IncomingMessages:
                 await hook(delivered.message)
             except Exception:
                 log.exception("delivered hook failed", message_id=message_id)
-        log.info("incoming message delivered to the client", message_id=message_id)
+        structlog.contextvars.bind_contextvars(message_id=message_id,
+                                               channel=delivered.message.service)
+        log.debug("incoming message delivered to the client")
         return delivered.message
 
     async def _service(self, message_id: str) -> str:
@@ -194,3 +214,9 @@ def _normalised(where: store.MessageFilter) -> store.MessageFilter:
         sender_identifier=part_or_primary(where.sender_identifier),
         service=where.service.upper() if where.service else None,
     )
+
+
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt.plugin import ChannelInfo, SandboxPart, hookimpl
 
 from ipunkt_dpo.channel import DPOChannel
 from ipunkt_dpo.config import GIB, DPOConfig
+from ipunkt_dpo.sandbox import setup as sandbox_setup
 
 __version__ = "0.2.0"
 
@@ -28,3 +29,8 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             factory=DPOChannel,
         )
     )
+
+
+@hookimpl
+def register_sandbox(register: Callable[[SandboxPart], None]) -> None:
+    register(SandboxPart(SERVICE, sandbox_setup))
