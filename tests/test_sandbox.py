@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import uuid
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ipunkt.plugins import load_plugins
+from ipunkt.plugin import SandboxChannel, SandboxPart
+from ipunkt.plugins import PluginHost, load_plugins
 from ipunkt.sandbox import ORGANISATIONS, Sandbox
 from ipunkt.testing import free_port
 
@@ -126,3 +128,31 @@ def test_fakes_only_writes_configs_that_ipunkt_serve_runs(tmp_path: Path, relay_
     assert sandbox.returncode == 0, output
     assert f"A: Sandkasse A, organisation {A}" in output
     assert "DPR: 910075918 Sandkasse B - relay" in output
+
+
+def _part(service: str, settings: dict) -> SandboxPart:
+    async def setup(environment):  # type: ignore[no-untyped-def]
+        return SandboxChannel(service, {}, settings=settings)
+
+    return SandboxPart(service, setup)
+
+
+async def test_parts_add_config_tables_and_may_not_contradict_each_other(tmp_path: Path) -> None:
+    host = PluginHost()
+    host.sandbox_parts = {
+        "DPX": _part("DPX", {"lookup": {"allow_synthetic_identifiers": True}}),
+        "DPY": _part("DPY", {"lookup": {"allow_synthetic_identifiers": True, "cache_ttl": 1}}),
+    }
+    sandbox = Sandbox(tmp_path / "agree", host, (free_port(), free_port()), fakes_only=True)
+    state = await sandbox.start()
+    await sandbox.stop()
+    lookup = tomllib.loads(Path(state["organisations"][0]["config"]).read_text())["lookup"]
+    assert lookup["allow_synthetic_identifiers"] is True and lookup["cache_ttl"] == 1
+    assert lookup["sources"] == ["service-registry"]
+    host.sandbox_parts["DPY"] = _part("DPY", {"lookup": {"allow_synthetic_identifiers": False}})
+    sandbox = Sandbox(tmp_path / "disagree", host, (free_port(), free_port()), fakes_only=True)
+    try:
+        with pytest.raises(ValueError, match=r"lookup\.allow_synthetic_identifiers"):
+            await sandbox.start()
+    finally:
+        await sandbox.stop()

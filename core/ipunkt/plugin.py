@@ -382,6 +382,10 @@ class SandboxChannel:
     """Sample receivers to print: ``{"identifier", "name", "note"}``."""
     fakes: Mapping[str, str] = field(default_factory=dict)
     """The fakes' base URLs by name, written to the sandbox's state file."""
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Further config tables merged into each organisation's config, e.g. ``{"lookup":
+    {"allow_synthetic_identifiers": True}}`` for sample citizens with synthetic numbers. Two
+    parts that give one key different values are refused."""
 
 
 @dataclass(frozen=True)

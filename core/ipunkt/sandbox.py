@@ -195,9 +195,17 @@ class Sandbox:
             "delivery": {"retry_initial_seconds": 2, "retry_max_seconds": 30},
             "channels": channels,
         }
+        _merge(config, self._settings())
         path = self.folder / f"ipunkt-{letter.lower()}.toml"
         path.write_text(f"# ipunkt sandbox: organisation {letter}\n" + tomli_w.dumps(config))
         return path
+
+    def _settings(self) -> dict[str, Any]:
+        """The parts' extra config tables, merged; a key two parts disagree on is an error."""
+        merged: dict[str, Any] = {}
+        for channel in self.channels:
+            _merge(merged, channel.settings, conflict=channel.service)
+        return merged
 
     def _registry_scopes(self) -> list[str]:
         return sorted(f"eformidling:{channel.service.lower()}" for channel in self.channels)
@@ -214,6 +222,23 @@ class Sandbox:
 def _system_user(organisation: str) -> str:
     """The Altinn system user's name, as the original's onboarding names it."""
     return f"{organisation}_integrasjonspunkt"
+
+
+def _merge(
+    into: dict[str, Any], tables: Mapping[str, Any], *, conflict: str | None = None,
+    path: str = "",
+) -> None:
+    """Merge ``tables`` into ``into`` table by table; a value replaces the one there, unless
+    ``conflict`` names the part giving it: then a different value already there is refused."""
+    for key, value in tables.items():
+        where = f"{path}{key}"
+        if isinstance(value, Mapping) and isinstance(into.get(key, {}), dict):
+            _merge(into.setdefault(key, {}), value, conflict=conflict, path=f"{where}.")
+        elif conflict is not None and key in into and into[key] != value:
+            raise ValueError(f"sandbox part {conflict} sets {where} to {value!r}, "
+                             f"but another part set it to {into[key]!r}")
+        else:
+            into[key] = value
 
 
 def _key_pem(key: OrganisationKey) -> bytes:
