@@ -17,6 +17,10 @@ for), received for print, returned mail, notification failed, errors. Scripts ar
 message, conversation, postbox address or print recipient's name; faults (any status such as
 429 or 503, slow answers, truncated bodies) are queued on demand.
 
+Receipts wait in the inbox of the organisation that sent the message: a token acting for
+another organisation neither sees them nor marks them read, so that several integration points
+(the sandbox's A and B) share one fake as they share the real access point.
+
 Run it alone with ``python -m ipunkt_dpi.fake --port 9095 --certs DIR``: it writes its CA and
 the providers' certificates to DIR for the integration point's config.
 """
@@ -82,6 +86,8 @@ DEFAULT_PRINT = "974761076"
 
 TOKEN = web.RequestKey("token", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TokenVerifier = Callable[[str], Any]
+"""Checks a bearer token: returns (anything) to accept it, raises to refuse it, saying why."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,12 @@ class ReceivedShipment:
     done: int = 0
     receipts: list[str] = field(default_factory=list)
 
+    @property
+    def avsender(self) -> str:
+        """The organisation the message is sent for (``0192:<orgnr>``)."""
+        body = self.business_message["standardBusinessDocument"][self.kind]
+        return str(body["avsender"]["virksomhetsidentifikator"]["value"])
+
 
 @dataclass
 class InboxEntry:
@@ -155,7 +167,13 @@ class InboxEntry:
     kanal: str | None
     avsenderidentifikator: str | None
     jwt: str
+    owners: frozenset[str] = frozenset()
+    """The organisation numbers whose tokens may read it: the sender and the avsender."""
     read: bool = False
+
+    def visible_to(self, consumer: str | None) -> bool:
+        """An opaque token (no consumer) sees every receipt, as the fake trusts it."""
+        return consumer is None or consumer.split(":")[-1] in self.owners
 
 
 class Rejected(Exception):
@@ -231,7 +249,10 @@ class FakeAccessPoint:
         base_path: str = "/dpi",
         storage: Path | None = None,
         max_package: int = 200 << 20,
+        token_verifier: TokenVerifier | None = None,
     ) -> None:
+        """``token_verifier`` checks bearer tokens (the sandbox's Maskinporten); without one,
+        any token whose claims (if it has any) carry the scope is taken."""
         self.ca = ca or make_ca("ipunkt fake DPI CA")
         self.mailbox = (
             mailbox
@@ -262,6 +283,7 @@ class FakeAccessPoint:
         self.faults: list[Fault] = []
         self.rejections: list[str] = []
         """Why each refused upload was refused, for tests and the sandbox to show."""
+        self.token_verifier = token_verifier
 
     # --- scripting -----------------------------------------------------------------------
 
@@ -324,6 +346,7 @@ class FakeAccessPoint:
                 shipment.kanal,
                 shipment.avsenderidentifikator,
                 self._receipt(shipment, step, receipt_id),
+                frozenset(value.split(":")[-1] for value in (shipment.sender, shipment.avsender)),
             )
         )
         shipment.receipts.append(step.event)
@@ -610,11 +633,14 @@ class FakeAccessPoint:
         shipment = self.shipments.get(message_id)
         return web.json_response(shipment.statuses if shipment else [])
 
-    def _unread(self, kanal: str | None, avsenderidentifikator: str | None) -> list[InboxEntry]:
+    def _unread(
+        self, kanal: str | None, avsenderidentifikator: str | None, consumer: str | None
+    ) -> list[InboxEntry]:
         return [
             entry
             for entry in self.inbox
             if not entry.read
+            and entry.visible_to(consumer)
             and (kanal is None or (entry.kanal or "").casefold() == kanal.casefold())
             and (
                 avsenderidentifikator is None
@@ -632,7 +658,9 @@ class FakeAccessPoint:
         if page_size < 1 or page < 0:
             return problem(400, "page_size must be at least 1 and page at least 0")
         unread = self._unread(
-            request.query.get("kanal"), request.query.get("avsenderidentifikator")
+            request.query.get("kanal"),
+            request.query.get("avsenderidentifikator"),
+            _token_consumer(request[TOKEN]),
         )
         selected = unread[page * page_size : (page + 1) * page_size]
         if not selected:
@@ -647,8 +675,9 @@ class FakeAccessPoint:
 
     async def _read(self, request: web.Request) -> web.StreamResponse:
         receipt_id = request.match_info["id"]
+        consumer = _token_consumer(request[TOKEN])
         for entry in self.inbox:
-            if entry.receipt_id == receipt_id:
+            if entry.receipt_id == receipt_id and entry.visible_to(consumer):
                 entry.read = True
                 return web.Response(status=200)
         return problem(404, f"no incoming message {receipt_id}")
@@ -668,6 +697,7 @@ class FakeAccessPoint:
                     "files": sorted(s.files),
                     "statuses": s.statuses,
                     "receipts": s.receipts,
+                    "forretningsmelding": s.business_message,
                 }
                 for s in self.shipments.values()
             ]
@@ -715,6 +745,12 @@ class FakeAccessPoint:
         if not token:
             await _drain(request)
             return problem(401, "a Maskinporten bearer token is required")
+        if self.token_verifier is not None:
+            try:
+                self.token_verifier(token)
+            except Exception as exc:  # a verifier refuses by raising, saying why
+                await _drain(request)
+                return problem(401, f"the bearer token is not valid: {exc}")
         scopes = _token_scopes(token)
         if scopes is not None and SCOPE not in scopes:
             await _drain(request)

@@ -226,6 +226,58 @@ async def test_inbox_filters_pages_and_marks_read(
             assert [s["status"] for s in await response.json()] == ["OPPRETTET"]
 
 
+async def test_receipts_wait_in_the_inbox_of_the_organisation_that_sent(
+    make_channel: Any, fake: Any, kit: Any, access_point: str, token: str
+) -> None:
+    channel = await make_channel()
+    outgoing = kit.message(
+        "digital",
+        kit.service_record(fake),
+        kit.digital_body(),
+        [kit.attachment("vedtak.pdf", kit.PDF, primary=True)],
+    )
+    fake.script(outgoing.message_id, [Step("leveringskvittering")])
+    await channel.send(outgoing)
+    other = await kit.Tokens("910075918").token(["digitalpostinnbygger:send"])
+    async with aiohttp.ClientSession() as session:
+
+        async def inbox(bearer: str) -> int:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            async with session.get(f"{access_point}/messages/in", headers=headers) as response:
+                return response.status
+
+        async def read(bearer: str) -> int:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            receipt_id = fake.inbox[0].receipt_id
+            async with session.post(
+                f"{access_point}/messages/in/{receipt_id}/read", headers=headers
+            ) as response:
+                return response.status
+
+        assert await inbox(other) == 204
+        assert await read(other) == 404
+        assert await inbox(token) == 200
+        assert await read(token) == 200
+        assert await inbox(token) == 204
+
+
+async def test_a_token_verifier_refuses_tokens_saying_why(
+    fake: Any, access_point: str, token: str
+) -> None:
+    def refuse(bearer: str) -> None:
+        raise ValueError("not issued by this Maskinporten")
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        fake.token_verifier = refuse
+        async with session.get(f"{access_point}/messages/in") as response:
+            assert response.status == 401
+            assert "not issued by this Maskinporten" in (await response.json())["detail"]
+        fake.token_verifier = lambda bearer: {"scope": "digitalpostinnbygger:send"}
+        async with session.get(f"{access_point}/messages/in") as response:
+            assert response.status == 204
+
+
 async def test_faults_match_method_and_path_and_run_out(
     fake: Any, access_point: str, token: str
 ) -> None:
@@ -284,9 +336,14 @@ async def test_the_control_api_scripts_and_lists(
             "files": ["manifest.xml", "vedtak.pdf"],
             "statuses": listed[0]["statuses"],
             "receipts": ["feil"],
+            "forretningsmelding": listed[0]["forretningsmelding"],
         }
     ]
     assert [s["status"] for s in listed[0]["statuses"]] == ["OPPRETTET", "SENDT"]
+    header = listed[0]["forretningsmelding"]["standardBusinessDocument"][
+        "standardBusinessDocumentHeader"
+    ]
+    assert header["documentIdentification"]["instanceIdentifier"] == outgoing.message_id
 
 
 def test_the_fake_runs_alone(tmp_path: Path) -> None:
