@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt.plugin import ChannelInfo, SandboxPart, hookimpl
 
+from ipunkt_dpi import sandbox
 from ipunkt_dpi.channel import DPIChannel
 from ipunkt_dpi.config import MIB, DPIConfig
 
@@ -26,3 +27,8 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             factory=DPIChannel,
         )
     )
+
+
+@hookimpl
+def register_sandbox(register: Callable[[SandboxPart], None]) -> None:
+    register(SandboxPart(SERVICE, sandbox.setup))
