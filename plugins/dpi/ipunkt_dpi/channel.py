@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+from cryptography import x509
 from ipunkt.package import jws
 from ipunkt.package.errors import CertificateProblem
 from ipunkt.package.keys import OrganisationKey
@@ -92,6 +93,7 @@ class DPIChannel(Channel):
             trace_configs=trace_configs,
         )
         self._trust: TrustStore | None = None
+        self._print_provider: dict[str, str] | None = None
         self._unacknowledged: list[str] = []
         self._refused: set[str] = set()
         self._unmatched: dict[str, float] = {}
@@ -107,6 +109,7 @@ class DPIChannel(Channel):
         if self.context.tokens is None:
             raise ConfigurationError("DPI needs Maskinporten tokens: configure Maskinporten")
         self.trust()
+        self._print_provider = self._configured_print_provider()
         await self.client.start()
 
     async def stop(self) -> None:
@@ -130,6 +133,18 @@ class DPIChannel(Channel):
             except CertificateProblem as exc:
                 raise ConfigurationError(f"channels.dpi.trust_anchors: {exc}") from exc
         return self._trust
+
+    def _configured_print_provider(self) -> dict[str, str] | None:
+        """The record of the configured print provider, for print without a receiver."""
+        path = self.config.print_certificate
+        if self.config.print_provider is None or path is None:
+            return None
+        try:
+            text = path.read_text(encoding="ascii")
+            x509.load_pem_x509_certificate(text.encode("ascii"))
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise ConfigurationError(f"channels.dpi.print_certificate: {path}: {exc}") from exc
+        return {"orgnrPostkasse": self.config.print_provider, "pemCertificate": text}
 
     async def _token(self, organisation: str | None = None) -> str:
         """A token for ``organisation`` (``consumer_org``, sending on its behalf) or our own."""
@@ -157,6 +172,7 @@ class DPIChannel(Channel):
             organisation=self.context.organisation,
             language=self.config.language,
             size_limit=self.config.upload_size_limit,
+            print_provider=self._print_provider,
         )
         async with sealed(shipment, key, spool=self.config.spool_directory) as package:
             token = await self._token(shipment.consumer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ipunkt.plugin import ChannelConfig
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 MIB = 1024 * 1024
 KANAL_PATTERN = r"^[A-Za-z0-9_.-]{1,30}$"
@@ -50,6 +50,17 @@ class DPIConfig(ChannelConfig):
     """Seconds to wait for a connection to the access point."""
     read_timeout: float = Field(default=60.0, gt=0)
     """Seconds the access point may stay silent during a request before it counts as failed."""
+    print_provider: str | None = Field(default=None, pattern=r"^\d{9}$")
+    """The print provider's organisation number, for print messages without a receiver,
+    which have no registry record (the original asks the contact register's print endpoint)."""
+    print_certificate: Path | None = None
+    """PEM file of the print provider's certificate; given together with print_provider."""
+
+    @model_validator(mode="after")
+    def _print_provider_whole(self) -> DPIConfig:
+        if (self.print_provider is None) != (self.print_certificate is None):
+            raise ValueError("give print_provider and print_certificate together")
+        return self
 
     @field_validator("kanal")
     @classmethod

@@ -101,6 +101,8 @@ async def setup(environment: SandboxEnvironment) -> SandboxChannel:
         ],
     )
     url = await environment.serve("dpi-access-point", fake.app())
+    print_certificate = environment.folder / "dpi-print-provider.pem"
+    print_certificate.write_text(printer.certificate_pem)
     sender = environment.organisations[0]
     providers = {
         "mailbox": (mailbox.number, mailbox.certificate_pem),
@@ -113,6 +115,8 @@ async def setup(environment: SandboxEnvironment) -> SandboxChannel:
                 "access_point_url": f"{url}{BASE_PATH}",
                 "trust_anchors": [str(environment.trust_anchor)],
                 "receipt_poll_interval": POLL_SECONDS,
+                "print_provider": printer.number,
+                "print_certificate": str(print_certificate),
             }
             for party in environment.organisations
         },

@@ -317,13 +317,23 @@ def plan(
     language: str = "NO",
     size_limit: int | None = None,
     now: datetime | None = None,
+    print_provider: Mapping[str, Any] | None = None,
 ) -> Shipment:
     """Check ``message`` and plan its shipment; raises PermanentError naming what is wrong.
 
-    ``organisation`` (ours) is the sender when the message names none."""
+    ``organisation`` (ours) is the sender when the message names none. ``print_provider`` is
+    the record (``orgnrPostkasse``, ``pemCertificate``) a ``print`` message without a receiver
+    goes by, as the original takes the contact register's print provider for it."""
     kind = kind_of(message)
     when = (now or datetime.now(NORWAY)).astimezone(NORWAY)
     record = message.service_record
+    if not record and kind == "utskrift" and not message.receiver:
+        if not print_provider:
+            raise _refuse(
+                "a print message without a receiver needs the print provider: configure "
+                "channels.dpi.print_provider and print_certificate"
+            )
+        record = print_provider
     if not record:
         raise _refuse("the message has no service record for its receiver")
     body = _section(message.sbd, "digital" if kind == "digital" else "print")

@@ -6,6 +6,7 @@ access point received is read from its control API, as a sandbox user would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,7 +100,7 @@ class Fagsystem:
     async def send(self, sbd: dict[str, Any], *, before_send: Any = None) -> str:
         """Create, upload the PDF, send; the message id."""
         status, created = await self.create(sbd)
-        assert status == 200, created
+        assert status == 200, json.dumps(created)
         message_id = created["standardBusinessDocumentHeader"]["documentIdentification"][
             "instanceIdentifier"
         ]
@@ -234,6 +235,39 @@ async def test_a_letter_to_a_reserved_citizen_reaches_levert_through_the_print_r
     }
     assert utskrift["retur"]["mottaker"]["navn"] == "Sandkasse A"
     assert (utskrift["utskriftstype"], utskrift["posttype"]) == ("SORT_HVIT", "B")
+
+
+async def test_a_letter_without_a_receiver_goes_to_the_print_provider(a: Fagsystem) -> None:
+    letter = a.sbd(
+        "print",
+        "",
+        {
+            "hoveddokument": "vedtak.pdf",
+            "mottaker": {
+                "navn": "Ola Uten Nummer",
+                "adresselinje1": "Kaiveien 2",
+                "postnummer": "5003",
+                "poststed": "BERGEN",
+            },
+            "retur": {
+                "mottaker": {
+                    "navn": "Sandkasse A",
+                    "adresselinje1": "Postboks 1",
+                    "postnummer": "0101",
+                    "poststed": "OSLO",
+                },
+                "returhaandtering": "MAKULERING_MED_MELDING",
+            },
+        },
+    )
+    del letter["standardBusinessDocumentHeader"]["receiver"]
+    message_id = await a.send(letter)
+    assert await a.wait_for(message_id, "LEVERT") == ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT"]
+    shipment = await a.shipment(message_id)
+    assert (shipment["type"], shipment["provider"]) == ("utskrift", DEFAULT_PRINT)
+    utskrift = shipment["forretningsmelding"]["standardBusinessDocument"]["utskrift"]
+    assert utskrift["mottaker"]["navn"] == "Ola Uten Nummer"
+    assert utskrift["retur"]["returposthaandtering"] == "MAKULERING_MED_MELDING"
 
 
 async def test_returned_mail_turns_a_delivered_letter_feil(a: Fagsystem) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.parser
 import hashlib
 import json
@@ -120,6 +121,24 @@ async def test_print_letter_goes_to_the_print_provider(
         "poststed": "Oslo",
     }
     assert utskrift["retur"]["returposthaandtering"] == "DIREKTE_RETUR"
+
+
+async def test_print_without_a_receiver_goes_to_the_configured_print_provider(
+    make_channel: Any, fake: Any, kit: Any, tmp_path: Path
+) -> None:
+    certificate = tmp_path / "print-provider.pem"
+    certificate.write_bytes(pem(fake.printer.certificate))
+    channel = await make_channel(
+        print_provider=fake.printer.organisation_number, print_certificate=certificate
+    )
+    letter = dataclasses.replace(
+        kit.message("print", None, kit.print_body(), [kit.attachment("brev.pdf", kit.PDF)]),
+        receiver="",
+    )
+    await channel.send(letter)
+    shipment = fake.shipments[letter.message_id]
+    assert (shipment.kind, shipment.provider) == ("utskrift", fake.printer.organisation_number)
+    assert shipment.files["brev.pdf"].read_bytes() == kit.PDF
 
 
 async def test_metadata_documents_travel_as_the_documents_data(
@@ -349,9 +368,22 @@ async def test_the_channel_will_not_start_without_key_tokens_or_trust_anchors(
             tokens=kit.Tokens(),
         ),
     }
+    cases["channels.dpi.print_certificate: "] = ChannelContext(
+        kit.ORG,
+        DPIConfig(
+            enabled=True,
+            trust_anchors=(anchors,),
+            print_provider="974761076",
+            print_certificate=not_pem,
+        ),
+        key=our_key,
+        tokens=kit.Tokens(),
+    )
     for reason, context in cases.items():
         with pytest.raises(ConfigurationError, match=reason):
             await DPIChannel(context).start()
+    with pytest.raises(ValueError, match="print_provider and print_certificate together"):
+        DPIConfig(enabled=True, print_provider="974761076")
 
 
 async def test_sending_on_behalf_of_another_organisation(

@@ -284,3 +284,21 @@ def test_other_refusals(fake: Any, kit: Any) -> None:
         plan(_digital(fake, kit), size_limit=100)
     with pytest.raises(PermanentError, match=r"print\.mottaker"):
         plan(_print(fake, kit, {"mottaker": {"navn": "Uten adresse"}}))
+
+
+def test_print_without_a_receiver_goes_to_the_configured_print_provider(
+    fake: Any, kit: Any
+) -> None:
+    letter = dataclasses.replace(_print(fake, kit), receiver="", service_record=None)
+    with pytest.raises(PermanentError, match=r"channels\.dpi\.print_provider"):
+        plan(letter)
+    provider = {
+        "orgnrPostkasse": fake.printer.organisation_number,
+        "pemCertificate": pem(fake.printer.certificate).decode(),
+    }
+    shipment = plan(letter, print_provider=provider)
+    assert shipment.provider == fake.printer.organisation_number
+    assert shipment.recipient == fake.printer.certificate
+    assert _wire(shipment)["utskrift"]["mottaker"]["navn"] == "Kari Nordmann"
+    with pytest.raises(PermanentError, match="no service record"):
+        plan(dataclasses.replace(_digital(fake, kit), service_record=None), print_provider=provider)
