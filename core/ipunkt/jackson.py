@@ -37,49 +37,61 @@ def dumps(value: Any) -> bytes:
 
 
 def _write(value: Any, depth: int, out: list[str]) -> None:
+    """Append ``value`` at nesting ``depth``; scalars are written inline, saving a call each."""
+    append = out.append
     kind = type(value)
     if kind is dict:
         if not value:
-            out.append("{ }")
+            append("{ }")
             return
-        inner = "\n" + "  " * (depth + 1)
+        inner = _NEWLINES[depth + 1] if depth + 1 < len(_NEWLINES) else "\n" + "  " * (depth + 1)
         separator = "{" + inner
         for key, item in value.items():
-            out.append(separator)
+            append(separator)
             separator = "," + inner
-            out.append(_string(str(key)))
-            out.append(" : ")
-            if type(item) is str:
-                out.append(_string(item))
+            append(_string(key) if type(key) is str else _string(str(key)))
+            append(" : ")
+            item_kind = type(item)
+            if item_kind is str:
+                append(_string(item))
+            elif item_kind is bool:
+                append("true" if item else "false")
+            elif item_kind is int:
+                append(int.__repr__(item))
+            elif item is None:
+                append("null")
             else:
                 _write(item, depth + 1, out)
-        out.append("\n" + "  " * depth + "}")
+        append(inner[: -2] + "}")
     elif kind is list or kind is tuple:
         if not value:
-            out.append("[ ]")
+            append("[ ]")
             return
         separator = "[ "
         for item in value:
-            out.append(separator)
+            append(separator)
             separator = ", "
             if type(item) is str:
-                out.append(_string(item))
+                append(_string(item))
             else:
                 _write(item, depth, out)
-        out.append(" ]")
+        append(" ]")
     elif kind is str:
-        out.append(_string(value))
+        append(_string(value))
     elif kind is Raw:
-        out.append(value.text.replace("\n", "\n" + "  " * depth) if depth else value.text)
+        append(value.text.replace("\n", "\n" + "  " * depth) if depth else value.text)
     elif value is None:
-        out.append("null")
+        append("null")
     elif value is True:
-        out.append("true")
+        append("true")
     elif value is False:
-        out.append("false")
+        append("false")
     elif isinstance(value, dict):
         _write(dict(value), depth, out)
     elif isinstance(value, list | tuple):
         _write(list(value), depth, out)
     else:
-        out.append(json.dumps(value))
+        append(json.dumps(value))
+
+
+_NEWLINES = tuple("\n" + "  " * depth for depth in range(16))

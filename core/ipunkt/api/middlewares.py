@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
 import time
-import uuid
 
 import structlog
 from aiohttp import web
@@ -19,8 +19,12 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (the client's ``X-Request-Id`` or a new one) and log each request."""
-    request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+    """Bind a request id (the client's ``X-Request-Id`` or a new one) and log each request.
+
+    The line carries what the handler bound (message_id, conversation_id, channel). A new id
+    needs to be unique, not unguessable, so it comes from ``random`` (no system call).
+    """
+    request_id = request.headers.get(REQUEST_ID_HEADER) or f"{random.getrandbits(128):032x}"
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ipunkt.jackson import Raw
 from ipunkt.sbd.times import OSLO, format_datetime
 from ipunkt.store.base import ConversationRecord, MessageRecord, StatusRecord
 
 
 def sbd(record: MessageRecord) -> Any:
-    return json.loads(record.sbd)
+    """The SBD as stored: the text the API answered its create with, embedded as it is."""
+    if record.sbd.startswith("{\n"):
+        return Raw(record.sbd)
+    return json.loads(record.sbd)  # compact JSON, as a channel or an older version stored it
 
 
 def status(record: StatusRecord) -> dict[str, Any]:

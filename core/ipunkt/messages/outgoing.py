@@ -6,6 +6,9 @@ create time, files are checked as they arrive (duplicates, the primary document,
 channel's size limit) and again before sending (files present, every file ``arkivmelding.xml``
 names uploaded, lifetime not passed). Sending only enqueues: the delivery engine takes it from
 the outbox.
+
+A request's message is bound to the log context (message_id, conversation_id, channel), so the
+request's log line names it; the per-message lines themselves are at debug level.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
@@ -97,7 +99,6 @@ class _Checked:
     sbd: StandardBusinessDocument
     route: RouteLike
     new: store.NewMessage
-    wire: dict[str, Any]
 
 
 class OutgoingMessages:
@@ -124,18 +125,18 @@ class OutgoingMessages:
 
     # -- create -------------------------------------------------------------------------------
 
-    async def create(self, sbd: StandardBusinessDocument) -> dict[str, Any]:
+    async def create(self, sbd: StandardBusinessDocument) -> str:
         """Route, fill defaults, validate and store a new message (status OPPRETTET).
 
-        Returns the stored SBD in its wire form.
+        Returns the stored SBD: its wire form as the original writes it.
         """
         checked = await self._check_new(sbd)
         await self._store(checked)
-        return checked.wire
+        return checked.new.sbd
 
     async def create_and_send(
         self, sbd: StandardBusinessDocument, staged: Sequence[StagedFile]
-    ) -> dict[str, Any]:
+    ) -> str:
         """The multipart call: create, attach and enqueue in one transaction, or nothing."""
         names = [f.filename for f in staged]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -147,7 +148,7 @@ class OutgoingMessages:
         await self._store(checked, files=files, queue=True)
         for listener in self.on_queued:
             listener(checked.new.message_id)
-        return checked.wire
+        return checked.new.sbd
 
     async def _check_new(self, sbd: StandardBusinessDocument) -> _Checked:
         now = self.clock()
@@ -174,11 +175,9 @@ class OutgoingMessages:
         standard = sbd.standard or ""
         if not standard.endswith("::" + kind.type_name):
             raise errors.MessageTypeDoesNotFitDocumentType(kind.type_name, standard)
-        wire = sbd.to_json()
-        return _Checked(sbd, route, self._new_message(sbd, route, wire), wire)
+        return _Checked(sbd, route, self._new_message(sbd, route))
 
-    def _new_message(self, sbd: StandardBusinessDocument, route: RouteLike,
-                     wire: dict[str, Any]) -> store.NewMessage:
+    def _new_message(self, sbd: StandardBusinessDocument, route: RouteLike) -> store.NewMessage:
         service_info = getattr(route.record, "service", None)
         return store.NewMessage(
             direction=store.Direction.OUTGOING,
@@ -192,7 +191,7 @@ class OutgoingMessages:
             receiver=sbd.receiver,
             receiver_identifier=primary(sbd.receiver),
             service=route.service,
-            sbd=sbd.to_text(wire),
+            sbd=sbd.to_text(),
             expiry=sbd.expected_response,
             service_code=getattr(service_info, "service_code", None),
             service_edition_code=getattr(service_info, "service_edition_code", None),
@@ -212,9 +211,11 @@ class OutgoingMessages:
             )
         except store.AlreadyExists:
             raise errors.MessageAlreadyExists(checked.new.message_id) from None
-        log.info("message created", message_id=checked.new.message_id,
-                 conversation_id=checked.new.conversation_id, channel=checked.route.service,
-                 queued=queue)
+        structlog.contextvars.bind_contextvars(
+            message_id=checked.new.message_id, conversation_id=checked.new.conversation_id,
+            channel=checked.route.service,
+        )
+        log.debug("message created", queued=queue)
 
     def _on_behalf_of(self, sbd: StandardBusinessDocument) -> None:
         """A sender ``0192:X`` that is not this organisation becomes ``0192:<own>:X``."""
@@ -418,8 +419,10 @@ class OutgoingMessages:
             await self.store.enqueue(message_id, now)
         except store.NotFound:
             raise errors.MessageNotFound(message_id) from None
-        log.info("message queued", message_id=message_id, conversation_id=record.conversation_id,
-                 channel=record.service)
+        structlog.contextvars.bind_contextvars(
+            message_id=message_id, conversation_id=record.conversation_id, channel=record.service
+        )
+        log.debug("message queued")
         for listener in self.on_queued:
             listener(message_id)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ipunkt import jackson
 from ipunkt.sbd.model import BusinessMessage, Header, ScopeType, message_type
 from ipunkt.sbd.times import TimeFormatError
 from ipunkt.sbd.violations import SbdInvalid, Violation, path
@@ -103,9 +104,12 @@ class StandardBusinessDocument:
         return {HEADER_KEY: ordered, self.body_key: body}
 
     def to_text(self, wire: dict[str, Any] | None = None) -> str:
-        """Compact JSON, for storage (of ``wire`` when the caller already has it)."""
-        return json.dumps(wire if wire is not None else self.to_json(), ensure_ascii=False,
-                          separators=(",", ":"))
+        """The wire form as the original writes it (Jackson's pretty printer).
+
+        The store keeps this text and the API answers with it as it is, so an SBD is written
+        once (``wire`` when the caller already has it).
+        """
+        return jackson.render(wire if wire is not None else self.to_json())
 
 
 def parse_sbd_text(text: str | bytes) -> StandardBusinessDocument:

@@ -163,10 +163,12 @@ class Header(Node):
     business_scope: BusinessScope | None = None
 
     def scope(self, kind: ScopeType) -> Scope | None:
-        for scope in (self.business_scope.scope or []) if self.business_scope else []:
-            if scope.type == kind.value or (
-                scope.type is not None and ScopeType._missing_(scope.type) is kind
-            ):
+        """The first scope of this type (named exactly, or in any case)."""
+        scopes = self.business_scope.scope if self.business_scope else None
+        wanted = kind._value_
+        for scope in scopes or ():
+            named = scope.type
+            if named == wanted or (named is not None and ScopeType._missing_(named) is kind):
                 return scope
         return None
 

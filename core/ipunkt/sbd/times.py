@@ -69,14 +69,15 @@ def format_datetime(value: datetime) -> str:
     """Java's ``OffsetDateTime.toString()``: ``2019-03-25T11:38:23+01:00``, ``...23.120Z``."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=OSLO)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
     micros = value.microsecond
     if micros:
         text += f".{micros // 1000:03d}" if micros % 1000 == 0 else f".{micros:06d}"
-    offset = value.utcoffset() or timedelta(0)
-    if offset == timedelta(0):
+    offset = value.utcoffset()
+    if not offset:
         return text + "Z"
-    total = int(offset.total_seconds())
+    total = offset.days * 86_400 + offset.seconds
     sign = "-" if total < 0 else "+"
     total = abs(total)
     return f"{text}{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"

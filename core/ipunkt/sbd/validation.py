@@ -21,7 +21,6 @@ from ipunkt.sbd.model import (
     DpiPrintMessage,
     EinnsynKvitteringMessage,
     InnsynskravMessage,
-
     PostAddress,
     PubliseringMessage,
     ScopeType,
@@ -30,6 +29,7 @@ from ipunkt.sbd.violations import Violation, path
 
 NOT_NULL = "must not be null"
 UUID_SCOPES = (ScopeType.CONVERSATION_ID, ScopeType.SENDER_REF)
+ALLOWED_SCOPES = ", ".join(t.value for t in ScopeType)
 NORWAY = ("norge", "norway")
 
 
@@ -83,7 +83,6 @@ def header_violations(sbd: StandardBusinessDocument, now: datetime) -> list[Viol
     elif not scopes:
         found.append(Violation(path(base, "businessScope", "scope"), "Size",
                                "size must be between 1 and 2147483647", 0))
-    allowed = [t.value for t in ScopeType]
     for i, scope in enumerate(scopes or []):
         where = (base, "businessScope", "scope", i)
         if scope.type is None:
@@ -93,7 +92,7 @@ def header_violations(sbd: StandardBusinessDocument, now: datetime) -> list[Viol
         if kind is None:
             found.append(Violation(
                 path(*where, "type"), "OneOf",
-                f"'{scope.type}' is not expected. Allowed values are: [{', '.join(allowed)}]",
+                f"'{scope.type}' is not expected. Allowed values are: [{ALLOWED_SCOPES}]",
                 scope.type,
             ))
         if (kind in UUID_SCOPES and scope.instance_identifier is not None
@@ -106,10 +105,11 @@ def header_violations(sbd: StandardBusinessDocument, now: datetime) -> list[Viol
                     path(*where, "scopeInformation", j, "expectedResponseDateTime"), "Future",
                     "must be a future date", _format(expected),
                 ))
-    if scopes and h.scope(ScopeType.CONVERSATION_ID) is None:
+    conversation = h.scope(ScopeType.CONVERSATION_ID) if scopes else None
+    if scopes and conversation is None:
         found.append(Violation(path(base, "businessScope", "scope"), "ConversationId",
                                "must contain a ConversationId scope naming the process", None))
-    elif (conversation := h.scope(ScopeType.CONVERSATION_ID)) and not conversation.identifier:
+    elif conversation is not None and not conversation.identifier:
         index = (scopes or []).index(conversation)
         _not_null(found, None, base, "businessScope", "scope", index, "identifier")
     return found
