@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt.plugin import ChannelInfo, SandboxPart, hookimpl
 
 from ipunkt_dpf.channel import SERVICE, DPFChannel
 from ipunkt_dpf.config import DPFConfig
+from ipunkt_dpf.sandbox import setup as sandbox_setup
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 @hookimpl
@@ -24,3 +25,8 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             factory=DPFChannel,
         )
     )
+
+
+@hookimpl
+def register_sandbox(register: Callable[[SandboxPart], None]) -> None:
+    register(SandboxPart(SERVICE, sandbox_setup))

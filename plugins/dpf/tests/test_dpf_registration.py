@@ -14,3 +14,4 @@ def test_core_loads_the_dpf_channel() -> None:
     assert info.message_types == {'arkivmelding', 'arkivmelding_kvittering'}
     assert info.max_size == 1024 * 1024 * 1024
     assert info.has_transport
+    assert "DPF" in host.sandbox_parts
