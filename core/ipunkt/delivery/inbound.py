@@ -7,7 +7,9 @@ the channel may confirm it to the remote side. Two kinds are handled here, as th
 - a ``status`` message (another integration point's MOTTATT or LEVERT) updates the outgoing
   conversation with that message id and is never queued to the client;
 - an ``arkivmelding_kvittering`` makes the original message LEST (OK, WARNING or another
-  value) or FEIL (ERROR, NOTSUPPORTED), and is also queued to the client.
+  value) or FEIL (ERROR, NOTSUPPORTED), and is also queued to the client. One the channel
+  made itself (``StatusUpdate.incoming``: DPV's on LEVERT, DPF's on LEST) is only queued, as
+  the original queues its generated receipts: the status it stands for came with it.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ class ChannelSink(IncomingSink):
         self.metrics = metrics
         self.clock = clock
 
-    async def receive(self, message: IncomingMessage) -> bool:
-        """Store the message; False for a duplicate. PermanentError if it can never be."""
+    async def receive(self, message: IncomingMessage, *, generated: bool = False) -> bool:
+        """Store the message; False for a duplicate. PermanentError if it can never be.
+
+        ``generated``: the channel made it beside a status it reported; it is not applied.
+        """
         try:
             sbd = parse_sbd(dict(message.sbd))
         except (SbdFormatError, SbdInvalid) as exc:
@@ -72,7 +77,7 @@ class ChannelSink(IncomingSink):
             await _drain(message.payload)
             await self._status_message(sbd, body)
             return True
-        if isinstance(body, ArkivmeldingKvitteringMessage):
+        if isinstance(body, ArkivmeldingKvitteringMessage) and not generated:
             await self._arkivmelding_receipt(body)
         stored = await self.incoming.receive(sbd, self.service, message.payload)
         self.metrics.incoming.labels(self.service, "stored" if stored else "duplicate").inc()

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from ipunkt.delivery.inbound import ChannelSink
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.settings import DeliverySettings
 from ipunkt.messages.statuses import StatusRules
 from ipunkt.plugin import (
     Channel,
-    IncomingSink,
     PollableConversation,
     ReceiptStatus,
     StatusUpdate,
@@ -45,7 +45,7 @@ class StatusPoller:
         settings: DeliverySettings,
         metrics: Metrics,
         *,
-        sink: IncomingSink | None = None,
+        sink: ChannelSink | None = None,
         clock: Callable[[], datetime] = now_oslo,
     ) -> None:
         self.service = service
@@ -89,7 +89,7 @@ class StatusPoller:
                          status=record.status, conversation_id=conversation.conversation_id,
                          channel=self.service)
             if update.incoming is not None and self.sink is not None:
-                await self.sink.receive(update.incoming)
+                await self.sink.receive(update.incoming, generated=True)
             if update.stop_polling:
                 await self.store.stop_polling(conversation.id)
         if due:
