@@ -81,6 +81,8 @@ class Sandbox:
 
     async def start(self) -> dict[str, Any]:
         """Start everything; returns the state (what :meth:`state` answers)."""
+        # The configs name files in this folder and are read from inside it: absolute paths.
+        self.folder = self.folder.resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         ca = make_ca("ipunkt sandbox CA")
         anchor = self.folder / "sandbox-ca.pem"
