@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ipunkt.plugin import ChannelInfo, hookimpl
+from ipunkt.plugin import ChannelInfo, SandboxChannel, SandboxEnvironment, SandboxPart, hookimpl
 
 from ipunkt_dpv.channel import DPVChannel
 from ipunkt_dpv.config import DPVConfig
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 SERVICE = "DPV"
 
@@ -26,3 +26,15 @@ def register_channels(register: Callable[[ChannelInfo], None]) -> None:
             factory=DPVChannel,
         )
     )
+
+
+async def sandbox_setup(environment: SandboxEnvironment) -> SandboxChannel:
+    """DPV's part of ``ipunkt sandbox``; the fake is imported only when a sandbox starts."""
+    from ipunkt_dpv.sandbox import DPVSandbox
+
+    return await DPVSandbox().setup(environment)
+
+
+@hookimpl
+def register_sandbox(register: Callable[[SandboxPart], None]) -> None:
+    register(SandboxPart(SERVICE, sandbox_setup))

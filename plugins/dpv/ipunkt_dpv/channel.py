@@ -4,7 +4,9 @@ Sending is one streamed ``POST /correspondence/upload`` whose ``idempotentKey`` 
 messageId. When Altinn answers 409, an earlier attempt created the correspondence (the answer
 was lost, or the process died before recording it), so the channel looks it up by its
 ``sendersReference`` (also the messageId) and reports success with its id: a message is never
-delivered twice. Statuses come from ``GET /correspondence/{id}`` (see :mod:`statuses`).
+delivered twice. Statuses come from ``GET /correspondence/{id}`` (see :mod:`statuses`); with
+``generate_arkivmelding_receipts`` an arkivmelding's LEVERT carries the receipt the original
+makes (see :mod:`receipts`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import aiohttp
 import structlog
@@ -32,6 +36,7 @@ from ipunkt.plugin import (
 from ipunkt_dpv.client import AltinnRefusal, CorrespondenceClient
 from ipunkt_dpv.config import DPVConfig
 from ipunkt_dpv.correspondence import build_upload
+from ipunkt_dpv.receipts import arkivmelding_kvittering, wants_receipt
 from ipunkt_dpv.statuses import gone, updates_for
 
 POLL_CONCURRENCY = 8
@@ -42,14 +47,15 @@ NO_REFERENCE = "Mangler correspondenceId fra Altinn; status kan ikke hentes, sto
 class DPVChannel(Channel):
     """Digital post to businesses (and citizens) through Altinn 3 correspondence."""
 
-    status_poll_interval = 60.0
-    """As the original: its status polling runs every minute."""
+    status_poll_interval: ClassVar[float | None] = 60.0
+    """As the original: its status polling runs every minute (the config may say otherwise)."""
 
     def __init__(self, context: ChannelContext) -> None:
         super().__init__(context)
         if not isinstance(context.config, DPVConfig):
             raise ConfigurationError("the DPV channel needs its own config section (DPVConfig)")
         self.config = context.config
+        self.status_poll_interval = self.config.status_poll_interval  # type: ignore[misc]
         self.log = context.log.bind(channel="DPV")
         self._session: aiohttp.ClientSession | None = None
         self._client: CorrespondenceClient | None = None
@@ -58,11 +64,6 @@ class DPVChannel(Channel):
         if self.context.tokens is None:
             raise ConfigurationError(
                 "DPV needs Maskinporten tokens (scope eformidling:dpv): configure Maskinporten"
-            )
-        if self.config.generate_arkivmelding_receipts:
-            self.log.warning(
-                "generate_arkivmelding_receipts is on, but this core cannot take receipts "
-                "made by a channel yet; none will be made"
             )
         self._session = aiohttp.ClientSession()
         self._client = CorrespondenceClient(
@@ -149,7 +150,19 @@ class DPVChannel(Channel):
         except TransientError as exc:
             log.warning("dpv.status_unavailable", reason=str(exc))
             return []
-        return updates_for(conversation, overview)
+        updates = updates_for(conversation, overview)
+        if self.config.generate_arkivmelding_receipts and wants_receipt(conversation):
+            updates = [self._with_receipt(conversation, u) for u in updates]
+        return updates
+
+    def _with_receipt(self, conversation: PollableConversation,
+                      update: StatusUpdate) -> StatusUpdate:
+        """LEVERT of an arkivmelding carries the receipt, to be stored with the status."""
+        if update.status is not ReceiptStatus.LEVERT:
+            return update
+        receipt = arkivmelding_kvittering(conversation, self.context.organisation,
+                                          datetime.now(UTC))
+        return replace(update, incoming=receipt)
 
     async def _token(self) -> str:
         assert self.context.tokens is not None

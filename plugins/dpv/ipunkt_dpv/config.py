@@ -50,6 +50,9 @@ class DPVConfig(ChannelConfig):
     enable_due_date: bool = True
     """Whether correspondences get a due date (a message's `dpv.dagerTilSvarfrist` wins)."""
     generate_arkivmelding_receipts: bool = False
-    """Make an arkivmelding_kvittering when a message reaches LEVERT, as the original can."""
+    """Make an arkivmelding_kvittering (OK, from the receiver) for the fagsystem when an
+    arkivmelding reaches LEVERT, as the original does unless in production."""
+    status_poll_interval: float = Field(60.0, gt=0)
+    """Seconds between status polls of the correspondences (the original: every minute)."""
     request_timeout: float = Field(60.0, gt=0)
     """Seconds to wait for Altinn's answer (uploads may take longer while they stream)."""

@@ -14,7 +14,9 @@ read ``read_after`` seconds after that (:class:`Lifecycle`), or any status set a
 on demand (:class:`Fault`): an error status, Retry-After, a slow answer, a truncated body, a
 dropped connection, before or after the operation took effect.
 
-Uploaded files stream to disk; nothing holds a file in memory. Run it alone with
+Uploaded files stream to disk; nothing holds a file in memory. ``GET /_fake/correspondences``
+(no token; ``?recipient=<number>`` to narrow it) shows what Altinn holds, so that a sandbox
+user sees the business's inbox. Run it alone with
 ``python -m ipunkt_dpv.fake --port 8092 --specs ../shared/specs``.
 """
 
@@ -45,6 +47,7 @@ log = structlog.get_logger(__name__)
 
 API = "/correspondence/api/v1"
 HEALTH = "/health-probe"
+INBOX = "/_fake/correspondences"
 MAX_FIELD_BYTES = 64 << 10
 MAX_FILE_BYTES = 2_000_000_000
 ALLOWED_FILE_TYPES = frozenset({
@@ -110,7 +113,8 @@ class Fault:
     """Answer with this status and a ProblemDetails body (None: the normal answer)."""
     retry_after: float | None = None
     delay: float = 0.0
-    """Seconds to wait before answering."""
+    """Seconds to wait before answering (with ``after_processing``: after the operation took
+    effect, as when the process that waits for the answer is killed meanwhile)."""
     truncate: bool = False
     """Send half of the answer's body, then close the connection."""
     disconnect: bool = False
@@ -295,6 +299,7 @@ class FakeCorrespondence:
             f"{API}/correspondence/{{correspondenceId}}/attachment/{{attachmentId}}/download",
             self._download, name="download")
         app.router.add_get(HEALTH, self._health, name="health")
+        app.router.add_get(INBOX, self._inbox, name="inbox")
         app.router.add_route("*", f"{API}/{{tail:.*}}", self._not_implemented, name="other")
         app.on_cleanup.append(self._cleanup)
         return app
@@ -308,16 +313,16 @@ class FakeCorrespondence:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         route = request.match_info.route.name
-        operation = route if route not in (None, "other", "health") else None
+        operation = route if route not in (None, "other", "health", "inbox") else None
         fault = self._take_fault(operation)
-        if fault is not None and fault.delay:
+        if fault is not None and fault.delay and not fault.after_processing:
             await asyncio.sleep(fault.delay)
         if fault is not None and not fault.after_processing:
             misbehaviour = await self._misbehave(request, fault, None)
             if misbehaviour is not None:
                 self._record(request, operation)
                 return misbehaviour
-        if route == "health":
+        if route in ("health", "inbox"):
             return await handler(request)
         spec_op: Operation | None = None
         try:
@@ -331,6 +336,7 @@ class FakeCorrespondence:
         if spec_op is not None and isinstance(response, web.Response):
             self._check_answer(spec_op, response)
         if fault is not None and fault.after_processing:
+            await asyncio.sleep(fault.delay)
             misbehaviour = await self._misbehave(request, fault, response)
             if misbehaviour is not None:
                 return misbehaviour
@@ -698,6 +704,23 @@ class FakeCorrespondence:
         return web.FileResponse(file.path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{file.filename}"'})
+
+    async def _inbox(self, request: web.Request) -> web.Response:
+        """What Altinn holds (for a recipient), oldest first: not Altinn's API, the fake's."""
+        wanted = request.query.get("recipient")
+        urn = _urn(wanted) if wanted else None
+        items = sorted(self.correspondences.values(), key=lambda c: c.created)
+        return web.json_response([
+            {**{key: overview[key] for key in (
+                "correspondenceId", "recipient", "sendersReference", "resourceId", "status",
+                "published", "read", "isConfidential")},
+             "title": overview["content"]["messageTitle"],
+             "summary": overview["content"]["messageSummary"],
+             "files": [{"fileName": f.filename, "size": f.size, "sha256": f.sha256}
+                       for f in item.files]}
+            for item in items if not item.forgotten and urn in (None, item.recipient)
+            for overview in (self._overview(item),)
+        ])
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.Response(text="Healthy")

@@ -2,9 +2,9 @@
 
 Altinn sends no receipts, so the original fabricates an OK receipt from the receiver and
 queues it to its own fagsystem as an incoming message, when
-``generate-arkivmelding-receipts`` is on (off in production). Its messageId is derived from
-the original message's, so that making it twice gives the same message, which the core's
-duplicate check then drops.
+``generate-arkivmelding-receipts`` is on (off in production), for conversations whose
+document type is the arkivmelding's. Its messageId is derived from the original message's,
+so that making it twice gives the same message, which the core's duplicate check then drops.
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ from ipunkt.plugin import IncomingMessage, PollableConversation
 
 from ipunkt_dpv.correspondence import parse_party
 
+ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 RECEIPT_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
 RECEIPT_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering"
 RECEIPT_TYPE = "arkivmelding_kvittering"
 _NAMESPACE = uuid.UUID("5c0c3a4e-6d1b-4bb5-9d0e-1f4f2e0f7d61")
 """Fixed namespace of the derived receipt ids (uuid5)."""
+
+
+def wants_receipt(conversation: PollableConversation) -> bool:
+    """Whether the conversation is an arkivmelding: the only kind the original makes one for."""
+    return conversation.document_type == ARKIVMELDING_STANDARD
 
 
 def receipt_id(message_id: str) -> str:

@@ -16,7 +16,7 @@ from ipunkt.plugin import ChannelContext, PermanentError, PollableConversation, 
 from ipunkt.testing import free_port, specs_dir
 from ipunkt_dpv.channel import DPVChannel
 from ipunkt_dpv.config import DPVConfig
-from ipunkt_dpv.fake import API, FakeCorrespondence, Fault, Lifecycle
+from ipunkt_dpv.fake import API, INBOX, FakeCorrespondence, Fault, Lifecycle
 
 from .conftest import BUSINESS, ORG, Altinn, ServerFactory, StaticTokens, outgoing
 
@@ -191,6 +191,48 @@ async def test_the_overview_of_a_sent_message_matches_the_spec(altinn: Altinn) -
     assert [a["fileName"] for a in body["content"]["attachments"]] == ["vedtak.pdf", "kart.png"]
     assert body["notification"]["sendReminder"] is True
     assert body["propertyList"] == {"senderOrgNumber": "910077473"}
+
+
+async def test_the_inbox_view_shows_a_recipients_correspondences_without_a_token(
+    altinn: Altinn,
+) -> None:
+    altinn.fake.lifecycle = Lifecycle(publish_after=10)
+    channel = await altinn.channel()
+    kept = await channel.send(outgoing("arkivmelding"))
+    forgotten = await channel.send(outgoing("arkivmelding"))
+    to_person = await channel.send(outgoing("digital_dpv", receiver="17912099997"))
+    altinn.fake.forget(forgotten.external_reference or "")
+    altinn.clock.advance(10)
+
+    async def inbox(**params: str) -> list[dict[str, Any]]:
+        async with altinn.session.get(altinn.server.make_url(INBOX), params=params) as answer:
+            assert answer.status == 200
+            return list(await answer.json())
+
+    [held] = await inbox(recipient=BUSINESS)
+    assert held["correspondenceId"] == kept.external_reference
+    assert held["recipient"] == f"urn:altinn:organization:identifier-no:{BUSINESS}"
+    assert (held["status"], held["title"]) == ("Published", "Vedtak i byggesak Storgata 5")
+    assert [f["fileName"] for f in held["files"]] == ["vedtak.pdf", "kart.png"]
+    assert [c["correspondenceId"] for c in await inbox()] == [
+        kept.external_reference, to_person.external_reference]
+    assert await inbox(recipient="987654321") == []
+    assert not [r for r in altinn.fake.requests if r.path.endswith(INBOX)]
+
+
+async def test_an_answer_held_after_processing_comes_late_but_the_deed_is_done(
+    altinn: Altinn,
+) -> None:
+    altinn.fake.inject(Fault("upload", delay=0.5, after_processing=True))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sending = asyncio.ensure_future(post(altinn, form(minimal(str(uuid.uuid4())))))
+    while not altinn.fake.correspondences:
+        await asyncio.sleep(0.01)
+    assert not sending.done()
+    status, body = await sending
+    assert status == 200 and loop.time() - started >= 0.5
+    assert body["correspondences"][0]["correspondenceId"] in altinn.fake.correspondences
 
 
 async def test_a_slow_answer_is_slow(altinn: Altinn) -> None:

@@ -203,6 +203,20 @@ async def test_a_lost_answer_is_retried_into_the_same_correspondence(
     assert len(altinn.fake.correspondences) == 1
 
 
+async def test_an_answer_too_slow_after_altinn_made_it_is_retried_into_the_same_one(
+    altinn: Altinn,
+) -> None:
+    channel = await altinn.channel(request_timeout=0.3)
+    message = outgoing("digital_dpv")
+    altinn.fake.inject(Fault("upload", delay=1.0, after_processing=True))
+    with pytest.raises(TransientError, match="timed out"):
+        await channel.send(message)
+    [made] = altinn.fake.correspondences
+    result = await channel.send(message)
+    assert result.external_reference == made
+    assert len(altinn.fake.correspondences) == 1
+
+
 async def test_409_with_nothing_to_find_is_still_sent_but_has_no_reference(
     altinn: Altinn,
 ) -> None:

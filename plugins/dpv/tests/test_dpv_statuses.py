@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,7 @@ from ipunkt.plugin import PollableConversation, ReceiptStatus, StatusUpdate
 from ipunkt.testing import specs_dir
 from ipunkt_dpv.channel import NO_REFERENCE, DPVChannel
 from ipunkt_dpv.fake import Fault, Lifecycle
-from ipunkt_dpv.receipts import arkivmelding_kvittering, receipt_id
+from ipunkt_dpv.receipts import ARKIVMELDING_STANDARD, arkivmelding_kvittering, receipt_id
 from ipunkt_dpv.spec_check import CorrespondenceSpec
 from ipunkt_dpv.statuses import GONE, MEANINGS, updates_for
 from jsonschema import Draft7Validator
@@ -196,3 +197,57 @@ def test_the_arkivmelding_kvittering_is_the_receivers_ok_with_a_stable_id() -> N
         "receiptType": "OK", "relatedToMessageId": polled.message_id, "messages": []}
     assert arkivmelding_kvittering(polled, ORG, now).sbd == receipt.sbd
     assert receipt.payload is None
+
+
+@pytest.mark.parametrize("generate", [True, False], ids=["generated", "off"])
+async def test_levert_of_an_arkivmelding_carries_its_receipt_only_when_asked(
+    altinn: Altinn, generate: bool
+) -> None:
+    altinn.fake.lifecycle = Lifecycle(publish_after=0)
+    channel = await altinn.channel(generate_arkivmelding_receipts=generate)
+    arkiv, digital = outgoing("arkivmelding"), outgoing("digital_dpv")
+    polled_arkiv = replace(conversation((await channel.send(arkiv)).external_reference),
+                           document_type=arkiv.document_type)
+    polled_digital = replace(conversation((await channel.send(digital)).external_reference),
+                             document_type=digital.document_type)
+    assert polled_arkiv.document_type == ARKIVMELDING_STANDARD
+    altinn.clock.advance(1)
+    updates = {u.message_id: u for u in await channel.poll_statuses([polled_arkiv,
+                                                                     polled_digital])}
+    assert summary(list(updates.values())) == [("LEVERT", False), ("LEVERT", False)]
+    assert updates[polled_digital.message_id].incoming is None
+    receipt = updates[polled_arkiv.message_id].incoming
+    if not generate:
+        assert receipt is None
+        return
+    assert receipt is not None and receipt.payload is None
+    header = receipt.sbd["standardBusinessDocumentHeader"]
+    assert header["documentIdentification"]["instanceIdentifier"] == receipt_id(
+        polled_arkiv.message_id)
+    assert header["receiver"][0]["identifier"]["value"] == f"0192:{ORG}"
+    assert receipt.sbd["arkivmelding_kvittering"]["relatedToMessageId"] == (
+        polled_arkiv.message_id)
+
+    assert polled_arkiv.external_reference is not None
+    altinn.fake.set_status(polled_arkiv.external_reference, "Read")
+    delivered = replace(polled_arkiv, statuses=(SENDT, LEVERT))
+    [lest] = await channel.poll_statuses([delivered])
+    assert (lest.status, lest.incoming) == (LEST, None)
+
+
+async def test_read_at_the_first_poll_gives_one_receipt_with_levert(altinn: Altinn) -> None:
+    channel = await altinn.channel(generate_arkivmelding_receipts=True)
+    message = outgoing("arkivmelding")
+    sent_one = await channel.send(message)
+    assert sent_one.external_reference is not None
+    altinn.fake.set_status(sent_one.external_reference, "Read")
+    polled = replace(conversation(sent_one.external_reference),
+                     document_type=message.document_type)
+    levert, lest = await channel.poll_statuses([polled])
+    assert (levert.status, lest.status) == (LEVERT, LEST)
+    assert levert.incoming is not None and lest.incoming is None
+
+
+async def test_the_config_sets_how_often_statuses_are_polled(altinn: Altinn) -> None:
+    assert (await altinn.channel()).status_poll_interval == 60.0
+    assert (await altinn.channel(status_poll_interval=2.5)).status_poll_interval == 2.5
