@@ -1,9 +1,10 @@
 """A channel that fails in scripted ways, for the delivery engine's tests.
 
 Each message's attempts follow a script read from its ``avtalt`` body's ``identifier``:
-comma-separated steps, one per attempt, the last repeating: ``ok``, ``transient``,
-``retry-after:N``, ``permanent``, ``slow:N`` (then ok), ``hang`` (never answers), ``crash``
-(an unexpected exception). The channel records every attempt and every message that arrived.
+comma-separated steps, one per attempt, the last repeating: ``ok``, ``delivered`` (SENDT and
+LEVERT at once, as DPF reports), ``transient``, ``retry-after:N``, ``permanent``, ``slow:N``
+(then ok), ``hang`` (never answers), ``crash`` (an unexpected exception). The channel records
+every attempt and every message that arrived.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class ScriptedChannel(Channel):
         chunks = [chunk for attachment in message.attachments async for chunk in attachment.open()]
         assert sum(len(c) for c in chunks) == sum(a.size for a in message.attachments)
         self.remote.delivered.append(message.message_id)
+        if kind == "delivered":
+            return SendResult((ReceiptStatus.SENDT, ReceiptStatus.LEVERT),
+                              external_reference=f"remote-{message.message_id}")
         return SendResult(external_reference=f"remote-{message.message_id}")
 
     async def poll_statuses(

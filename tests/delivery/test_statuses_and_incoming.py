@@ -68,6 +68,16 @@ async def test_polled_statuses_insert_mottatt_before_levert(make_gateway) -> Non
     assert all(message_id not in batch for batch in gateway.remote.polled[polled_before:])
 
 
+async def test_a_message_delivered_at_send_is_polled_until_read(make_gateway) -> None:
+    gateway = await make_gateway()
+    message_id = await gateway.send(avtalt("delivered"))
+    assert await gateway.wait_for(message_id, "LEVERT") == [
+        "OPPRETTET", "SENDT", "MOTTATT", "LEVERT"]
+    gateway.remote.statuses[message_id] = [StatusUpdate(message_id, ReceiptStatus.LEST)]
+    names = await gateway.wait_for(message_id, "LEST")
+    assert names == ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"]
+
+
 async def test_stop_polling_when_the_remote_says_so(make_gateway) -> None:
     gateway = await make_gateway()
     message_id = await gateway.send(avtalt("ok"))

@@ -953,8 +953,8 @@ class SqliteStore(MessageStore):
             row = _leased(conn, message_id, worker)
             conv = _outgoing_conversation(conn, message_id)
             if conv is not None:
-                for change in changes:
-                    _register(conn, conv, change)
+                # Pollable before the send's own statuses are registered: a LEVERT at send
+                # (DPF) finishes the conversation but must not stop its polling; LEST does.
                 conn.execute(
                     "UPDATE conversation SET external_reference = coalesce(?, "
                     "external_reference), pollable = CASE WHEN ? AND finished = 0 THEN 1 "
@@ -962,6 +962,8 @@ class SqliteStore(MessageStore):
                     (external_reference, poll_at is not None,
                      None if poll_at is None else _us(poll_at), conv),
                 )
+                for change in changes:
+                    _register(conn, conv, change)
             return _delete_row(conn, row)
 
         return await self._db.write(op)
