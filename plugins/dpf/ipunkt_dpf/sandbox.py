@@ -119,8 +119,8 @@ async def setup(environment: SandboxEnvironment) -> SandboxChannel:
         scopes=[FIKS_SCOPE],
         samples=[{
             "identifier": MUNICIPALITY, "name": MUNICIPALITY_NAME,
-            "note": "a municipality on SvarUt/SvarInn; answers every arkivmelding with a letter "
-                    "and refuses documents that are not in an archival format",
+            "note": "a municipality on SvarUt/SvarInn: answers each arkivmelding with a letter; "
+                    "refuses documents not in an archival format (FEIL)",
         }],
         fakes={"svarut": url, "svarinn": f"{url}/tjenester/svarinn",
                "dpf-municipality": municipality_url},
