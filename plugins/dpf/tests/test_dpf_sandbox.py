@@ -260,10 +260,18 @@ async def test_a_writes_to_the_municipality_and_its_reply_comes_back(
     assert (await a.call("GET", "/api/messages/in/peek")).status == 204
 
 
-async def test_an_import_the_municipality_refuses_reaches_the_sender_as_feil(
+async def test_failures_reach_the_sender_as_feil_with_the_reason(
     box: Box, kit: SimpleNamespace
 ) -> None:
     a = box.a
+    # SvarUt's rules are checked before sending: nothing printable, so SvarUt never sees it.
+    refused_id = await a.send(MUNICIPALITY, _documents(kit, [
+        ("notat.txt", "text/plain", b"Bare tekst")]))
+    assert await a.wait_for(refused_id, "FEIL") == ["OPPRETTET", "FEIL"]
+    assert "none of its documents is a PDF" in (await a.statuses(refused_id))[-1]["description"]
+    assert refused_id not in [f["eksternReferanse"] for f in await box.forsendelser()]
+
+    # The municipality cannot import a document that is not in an archival format.
     message_id = await a.send(MUNICIPALITY, _documents(kit, [
         ("vedtak.pdf", "application/pdf", kit.pdf),
         ("modell.zip", "application/zip", b"PK\x05\x06" + bytes(18))]))
