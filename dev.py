@@ -3,8 +3,9 @@
 
     python3 dev.py run [ARGS]      set up .venv, then `ipunkt serve` on ./var/ipunkt.toml
     python3 dev.py test [ARGS]     set up .venv, then run every test (ARGS go to pytest)
-    python3 dev.py check-plugins   install each plugin, not editable, beside only the core
-                                   in a clean environment and check that it loads
+    python3 dev.py check-plugins   install the core alone, and each plugin, not editable,
+                                   beside only the core, each in a clean environment; check
+                                   that it loads and run its tests/smoke.py if it has one
 
 The virtual environment is `.venv` beside this file; it is made, and the core and every
 plugin under `plugins/` installed into it (editable), when missing or when a pyproject.toml
@@ -26,6 +27,8 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".ipunkt-installed"
 PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+SMOKE = Path("tests") / "smoke.py"
+"""A project's smoke test: a script run with its clean environment's python (see check-plugins)."""
 
 
 def run(*command: str | Path, **kwargs: object) -> None:
@@ -64,32 +67,67 @@ def test(args: list[str]) -> int:
 
 def check_plugins() -> int:
     """Each plugin, installed from a wheel beside only the core, must load: this catches a
-    dependency the plugin uses but does not declare, which the shared .venv would hide."""
+    dependency the plugin uses but does not declare, which the shared .venv would hide. The
+    core alone must run too. A project's tests/smoke.py, if any, then runs in that clean
+    environment, to show that it works there and not only loads."""
     failures = 0
     with tempfile.TemporaryDirectory(prefix="ipunkt-plugin-check-") as scratch:
         wheels = Path(scratch) / "wheels"
         run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, ROOT,
             *PLUGINS)
         core_wheel = next(wheels.glob("ipunkt-*.whl"))
+        python = clean_environment(Path(scratch) / "env-core", core_wheel)
+        records, listed = plugin_records(python, scratch)
+        if not listed or any(r["status"] != "ok" or r["services"] for r in records):
+            failures += 1
+            print(f"FAIL the core alone: {records}", flush=True)
+        else:
+            print("ok   the core runs alone, no channel installed", flush=True)
+        if not smoke(python, ROOT, scratch, "the core alone"):
+            failures += 1
         for plugin in PLUGINS:
             name = plugin.name
-            env_dir = Path(scratch) / f"env-{name}"
-            venv.create(env_dir, with_pip=True)
-            python = env_dir / "bin" / "python"
             plugin_wheel = next(wheels.glob(f"ipunkt_{name}-*.whl"))
-            run(python, "-m", "pip", "install", "--quiet", core_wheel, plugin_wheel)
-            listing = subprocess.run(
-                [str(python), "-m", "ipunkt", "plugins", "--json"],
-                capture_output=True, text=True, cwd=scratch,
-            )
-            records = json.loads(listing.stdout or "[]")
+            python = clean_environment(Path(scratch) / f"env-{name}", core_wheel, plugin_wheel)
+            records, listed = plugin_records(python, scratch)
             statuses = {r["name"]: (r["status"], r["error"]) for r in records}
-            if listing.returncode != 0 or statuses.get(name, ("missing",))[0] != "ok":
+            if not listed or statuses.get(name, ("missing",))[0] != "ok":
                 failures += 1
-                print(f"FAIL ipunkt-{name}: {statuses.get(name)} {listing.stderr}", flush=True)
-            else:
-                print(f"ok   ipunkt-{name} loads beside only the core", flush=True)
+                print(f"FAIL ipunkt-{name}: {statuses.get(name)}", flush=True)
+                continue
+            print(f"ok   ipunkt-{name} loads beside only the core", flush=True)
+            if not smoke(python, plugin, scratch, f"ipunkt-{name} beside only the core"):
+                failures += 1
     return 1 if failures else 0
+
+
+def clean_environment(folder: Path, *wheels: Path) -> Path:
+    """A new virtual environment holding only ``wheels`` (and their dependencies)."""
+    venv.create(folder, with_pip=True)
+    python = folder / "bin" / "python"
+    run(python, "-m", "pip", "install", "--quiet", *wheels)
+    return python
+
+
+def plugin_records(python: Path, cwd: str) -> tuple[list[dict[str, object]], bool]:
+    """``ipunkt plugins --json`` in that environment, and whether it answered."""
+    listing = subprocess.run([str(python), "-m", "ipunkt", "plugins", "--json"],
+                             capture_output=True, text=True, cwd=cwd)
+    if listing.returncode != 0:
+        print(listing.stderr, flush=True)
+    return json.loads(listing.stdout or "[]"), listing.returncode == 0
+
+
+def smoke(python: Path, project: Path, cwd: str, what: str) -> bool:
+    """Run the project's smoke script, if it has one, with the clean environment's python
+    (``-P``: the script's folder is not put on the path, so only the installed code runs)."""
+    script = project / SMOKE
+    if not script.exists():
+        return True
+    print(f"+ {python} -P {script}", flush=True)
+    passed = subprocess.run([str(python), "-P", str(script)], cwd=cwd).returncode == 0
+    print(f"{'ok  ' if passed else 'FAIL'} {what}: {script.relative_to(ROOT)}", flush=True)
+    return passed
 
 
 def main(argv: list[str]) -> int:
