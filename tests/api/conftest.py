@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.api.nextmove import NextMove, build, setup
+from ipunkt.api.openapi import document
 from ipunkt.api.settings import ApiSettings
 from ipunkt.errors import ReceiverDoesNotAcceptProcess, ServiceNotEnabled
 from ipunkt.messages.parties import primary
@@ -23,6 +24,8 @@ from ipunkt.store.encryption import Keyring, MasterKey
 from ipunkt.store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from openapi_check import OpenApiCheck
 
 OWN_ORG = "910077473"
 """The documentation's examples are sent from this organisation."""
@@ -120,13 +123,17 @@ class Gateway:
     resolver: TableResolver
     clock: Clock
     path: Path
+    openapi: OpenApiCheck
 
 
 MakeGateway = Callable[..., Any]
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path, aiohttp_client: Any) -> MakeGateway:
+def make_gateway(tmp_path: Path, aiohttp_client: Any) -> Iterator[MakeGateway]:
+    """Gateways over a store in tmp_path; every answer they give must fit /api/openapi.json."""
+    checks: list[OpenApiCheck] = []
+
     async def make(*, resolver: TableResolver | None = None, api: ApiSettings | None = None,
                    messages: MessagesSettings | None = None, path: Path | None = None) -> Gateway:
         resolver = resolver or TableResolver(
@@ -137,12 +144,17 @@ def make_gateway(tmp_path: Path, aiohttp_client: Any) -> MakeGateway:
         clock = Clock()
         nextmove = build(store, resolver, CHANNELS, organisation=OWN_ORG,
                          settings=messages or MessagesSettings(), clock=clock)
-        app = web.Application(middlewares=[request_context, errors])
-        setup(app, nextmove, api or ApiSettings())
+        api = api or ApiSettings()
+        check = OpenApiCheck(document(basic_auth=api.credentials is not None))
+        checks.append(check)
+        app = web.Application(middlewares=[check.middleware, request_context, errors])
+        setup(app, nextmove, api)
         client = await aiohttp_client(app)
-        return Gateway(client, nextmove, resolver, clock, folder)
+        return Gateway(client, nextmove, resolver, clock, folder, check)
 
-    return make
+    yield make
+    problems = [problem for check in checks for problem in check.problems]
+    assert not problems, "answers that break /api/openapi.json:\n" + "\n".join(problems)
 
 
 @pytest.fixture

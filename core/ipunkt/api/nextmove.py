@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 import structlog
 from aiohttp import BodyPartReader, web
 
-from ipunkt.api import queries, render
+from ipunkt.api import openapi, queries, render
 from ipunkt.api.content_disposition import ContentDisposition, ContentDispositionError
 from ipunkt.api.content_disposition import parse as parse_disposition
 from ipunkt.api.http import SPRING_HEADERS, answer, empty, nextmove_middleware
@@ -131,6 +131,7 @@ def setup(
     app.middlewares.append(nextmove_middleware(api.credentials, tls=api.tls_certificate is not None))
     app.cleanup_ctx.append(_store_open)
     add_routes(app.router)
+    openapi.setup_routes(app, basic_auth=api.credentials is not None)
 
 
 async def _store_open(app: web.Application) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
@@ -44,9 +45,17 @@ def _read_date(value: Any) -> Any:
 
 
 DateTime = Annotated[
-    datetime, BeforeValidator(_read_datetime), PlainSerializer(format_datetime, return_type=str)
+    datetime,
+    BeforeValidator(_read_datetime),
+    PlainSerializer(format_datetime, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-Date = Annotated[date, BeforeValidator(_read_date), PlainSerializer(format_date, return_type=str)]
+Date = Annotated[
+    date,
+    BeforeValidator(_read_date),
+    PlainSerializer(format_date, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
 
 
 class Node(BaseModel):
