@@ -118,6 +118,8 @@ def parse_sbd_text(text: str | bytes) -> StandardBusinessDocument:
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SbdFormatError(f"JSON parse error: {exc}") from None
+    except RecursionError:
+        raise SbdFormatError("JSON parse error: nested too deeply") from None
     return parse_sbd(data)
 
 

@@ -10,7 +10,7 @@ writes a value (empty maps such as ``metadataFiler``, the sender and receiver ar
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -23,16 +23,24 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ipunkt.sbd.times import format_date, format_datetime, parse_date, parse_datetime
+from ipunkt.sbd.times import (
+    TimeFormatError,
+    format_date,
+    format_datetime,
+    parse_date,
+    parse_datetime,
+)
 
 
 def _read_datetime(value: Any) -> Any:
+    """ISO-8601 text, or seconds since the epoch (as Jackson reads a number)."""
     if isinstance(value, str):
         return parse_datetime(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        from datetime import timezone
-
-        return datetime.fromtimestamp(value, timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise TimeFormatError(f"{value} seconds since 1970 is no time") from None
     return value
 
 
