@@ -142,10 +142,12 @@ class Opener:
         self._aad = header + identity
         self.record_size = chunk + TAG_SIZE
         body = sealed_size - HEADER_SIZE
-        self.last_record = body % self.record_size
+        # The last record is short, or full when the plaintext fills whole chunks; a file cut
+        # at a record's end still fails, as its last record was not sealed as the last.
+        self.last_record = body % self.record_size or min(body, self.record_size)
         if self.last_record < TAG_SIZE:
             raise DecryptionError("the file has been cut short")
-        self.records = body // self.record_size + 1
+        self.records = -(-body // self.record_size)
         self.plaintext_size = body - self.records * TAG_SIZE
         self._index = 0
 
