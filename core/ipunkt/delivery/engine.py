@@ -76,6 +76,7 @@ class DeliveryEngine:
         outgoing.on_queued.append(lambda _message_id: self.outbox.nudge())
         incoming.on_delivered.append(self._delivered_to_client)
         self._tasks: list[asyncio.Task[None]] = []
+        self._telling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loops: dict[str, Coroutine[Any, Any, None]] = {
@@ -97,7 +98,7 @@ class DeliveryEngine:
         for task in self._tasks[1:]:
             if task.get_name() != "webhooks":
                 task.cancel()
-        await asyncio.gather(self.outbox.stop(), self.webhooks.stop())
+        await asyncio.gather(self.outbox.stop(), self.webhooks.stop(), *self._telling)
         if outbox_task is not None:
             outbox_task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -105,10 +106,19 @@ class DeliveryEngine:
         log.info("delivery stopped")
 
     async def _delivered_to_client(self, record: MessageRecord) -> None:
-        """Let the channel tell the sender (DPO sends a ``status`` LEVERT back)."""
+        """Let the channel tell the sender (DPO sends a ``status`` LEVERT back).
+
+        It runs beside the client's DELETE rather than inside it, so that the client is not
+        kept waiting on the remote side; stopping the engine waits for those still running.
+        """
         state = self.channels.states.get(record.service)
-        if state is not None and state.channel is not None:
-            await state.channel.delivered_to_client(json.loads(record.sbd))
+        if state is None or state.channel is None:
+            return
+        task = asyncio.create_task(_logged(
+            "delivered to client", state.channel.delivered_to_client(json.loads(record.sbd))
+        ))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
 
 async def _logged(name: str, loop: Coroutine[Any, Any, None]) -> None:

@@ -57,6 +57,8 @@ OPEN_STATUSES = frozenset({"Initialized", "UploadStarted"})
 """An earlier transfer in one of these still takes an upload."""
 CREATION_SKEW = timedelta(minutes=15)
 """How much earlier than the SBD's creation time a resend looks for its transfer."""
+TAKE_CONCURRENCY = 16
+"""Files taken from the broker at once during one poll."""
 LIST_LIMIT = 100
 """The most ids the broker lists at once (the newest)."""
 SEARCH_PAGES = 10
@@ -413,15 +415,24 @@ class DPOChannel(Channel):
     async def _take_all(
         self, organisation: str, ids: list[str], sink: IncomingSink, failures: list[str]
     ) -> int:
-        """Take the files among ``ids`` that are ours, oldest first; returns how many."""
-        overviews = []
-        for transfer_id in ids:
-            try:
-                overviews.append(await self.client.overview(organisation, Scope.READ, transfer_id))
-            except ChannelError as exc:
-                failures.append(f"{transfer_id}: {exc}")
-                if isinstance(exc, PermanentError):
-                    self._untaken.discard((organisation, transfer_id))
+        """Take the files among ``ids`` that are ours, oldest first; returns how many.
+
+        Up to ``TAKE_CONCURRENCY`` files are looked at and taken at once: each take is several
+        round trips to the broker and a durable store, so one at a time would cap throughput.
+        """
+        gate = asyncio.Semaphore(TAKE_CONCURRENCY)
+
+        async def overview(transfer_id: str) -> dict[str, Any] | None:
+            async with gate:
+                try:
+                    return await self.client.overview(organisation, Scope.READ, transfer_id)
+                except ChannelError as exc:
+                    failures.append(f"{transfer_id}: {exc}")
+                    if isinstance(exc, PermanentError):
+                        self._untaken.discard((organisation, transfer_id))
+                    return None
+
+        overviews = [o for o in await asyncio.gather(*map(overview, ids)) if o is not None]
         me = f"0192:{organisation}"
         ours = [
             o
@@ -440,23 +451,25 @@ class DPOChannel(Channel):
         taking = [str(o.get("fileTransferId")) for o in ours]
         # What is no longer ours to take (another instance took it, or it is gone) is dropped.
         self._untaken = {(o, t) for o, t in self._untaken if o != organisation or t in taking}
-        taken = 0
-        for transfer_id in taking:
-            try:
-                await self._take(organisation, transfer_id, sink)
-            except Exception as exc:  # one file's trouble must not stop the others
-                self._untaken.add((organisation, transfer_id))
-                failures.append(f"{transfer_id}: {exc}")
-                self.log.warning(
-                    "dpo: could not take a file",
-                    file_transfer_id=transfer_id,
-                    error=str(exc),
-                    exc_info=not isinstance(exc, ChannelError),
-                )
-            else:
-                taken += 1
+
+        async def take(transfer_id: str) -> bool:
+            async with gate:
+                try:
+                    await self._take(organisation, transfer_id, sink)
+                except Exception as exc:  # one file's trouble must not stop the others
+                    self._untaken.add((organisation, transfer_id))
+                    failures.append(f"{transfer_id}: {exc}")
+                    self.log.warning(
+                        "dpo: could not take a file",
+                        file_transfer_id=transfer_id,
+                        error=str(exc),
+                        exc_info=not isinstance(exc, ChannelError),
+                    )
+                    return False
                 self._untaken.discard((organisation, transfer_id))
-        return taken
+                return True
+
+        return sum(await asyncio.gather(*map(take, taking)))
 
     async def _take(self, organisation: str, transfer_id: str, sink: IncomingSink) -> None:
         log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)

@@ -187,6 +187,7 @@ async def test_an_error_receipt_makes_the_original_feil(sandbox) -> None:
         "vedlegg.txt": ("text/plain", b"x"),
     })
     await b.take()
+    await a.wait_for(message_id, "LEVERT")
     await b.send_arkivmelding(
         a.number, {}, kind="arkivmelding_kvittering", process=RESPONSE,
         body={"receiptType": "ERROR", "relatedToMessageId": message_id,

@@ -1,0 +1,39 @@
+"""Helpers the benchmarks share: free ports, waiting for a server, peak memory of a process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_until_ready(url: str, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers 2xx (or 401: up, but wants credentials)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status < 300 or response.status in (401, 405):
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{url} did not answer in {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise ValueError(f"no VmHWM for process {pid}")
