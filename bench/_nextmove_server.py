@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
-
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.api.nextmove import build, setup
 from ipunkt.api.settings import ApiSettings

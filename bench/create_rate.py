@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -32,7 +32,7 @@ UPLOAD_BYTES = 2 * 1024**3
 
 def sbd() -> bytes:
     message_id, conversation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    expires = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat(timespec="seconds")
+    expires = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
     return json.dumps({
         "standardBusinessDocumentHeader": {
             "headerVersion": "1.0",

@@ -63,12 +63,11 @@ def nextmove_middleware(
 ) -> Any:
     @web.middleware
     async def nextmove(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if credentials is not None and not OPEN_PATHS.match(request.path):
-            if not _authorised(request, credentials):
-                body = error_body(401, request.path, "Unauthorized")
-                response = answer(body, 401)
-                response.headers["WWW-Authenticate"] = 'Basic realm="Realm"'
-                return response
+        if (credentials is not None and not OPEN_PATHS.match(request.path)
+                and not _authorised(request, credentials)):
+            response = answer(error_body(401, request.path, "Unauthorized"), 401)
+            response.headers["WWW-Authenticate"] = 'Basic realm="Realm"'
+            return response
         if not request.path.startswith("/api"):
             return await handler(request)
         try:

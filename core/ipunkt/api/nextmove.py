@@ -34,7 +34,6 @@ from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ChannelInfo
 from ipunkt.sbd import SbdFormatError, SbdInvalid, StandardBusinessDocument, parse_sbd_text
 from ipunkt.sbd.times import OSLO
-from ipunkt.store.settings import create_store
 from ipunkt.store.base import (
     CONVERSATION_SORTS,
     MESSAGE_SORTS,
@@ -46,6 +45,7 @@ from ipunkt.store.base import (
     SortOrder,
     StatusFilter,
 )
+from ipunkt.store.settings import create_store
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +128,8 @@ def setup(
 ) -> None:
     """Add the Next Move API to ``app``; the store opens and closes with it."""
     app[NEXTMOVE] = nextmove
-    app.middlewares.append(nextmove_middleware(api.credentials, tls=api.tls_certificate is not None))
+    tls = api.tls_certificate is not None
+    app.middlewares.append(nextmove_middleware(api.credentials, tls=tls))
     app.cleanup_ctx.append(_store_open)
     add_routes(app.router)
     openapi.setup_routes(app, basic_auth=api.credentials is not None)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from ipunkt.messages import errors
 from ipunkt.messages.parties import part_or_primary, primary
-from ipunkt.store.base import ConversationFilter, ConversationRecord, MessageStore, Page, PageRequest
+from ipunkt.store.base import (
+    ConversationFilter,
+    ConversationRecord,
+    MessageStore,
+    Page,
+    PageRequest,
+)
 
 
 class Conversations:

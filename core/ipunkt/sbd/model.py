@@ -10,7 +10,7 @@ writes a value (empty maps such as ``metadataFiler``, the sender and receiver ar
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -38,7 +38,7 @@ def _read_datetime(value: Any) -> Any:
         return parse_datetime(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
             raise TimeFormatError(f"{value} seconds since 1970 is no time") from None
     return value
@@ -287,7 +287,7 @@ def _empty_map_if_null(value: Any) -> Any:
 
 
 class BusinessMessage(Node):
-    """Base of the business messages; ``type`` is the SBD key and ``documentIdentification.type``."""
+    """Base of the business messages; ``type_name`` is the SBD key and the header's type."""
 
     type_name: ClassVar[str]
     standard: ClassVar[str]

@@ -11,7 +11,7 @@ when non-zero in groups of three digits, ``Z`` for UTC).
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -49,7 +49,7 @@ def parse_datetime(text: str) -> datetime:
         zone = match["zone"]
         return naive.replace(tzinfo=_zone(zone, text) if zone else OSLO)
     if tz in ("Z", "z"):
-        return naive.replace(tzinfo=timezone.utc)
+        return naive.replace(tzinfo=UTC)
     sign = -1 if tz[0] == "-" else 1
     digits = tz[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:4] or 0)

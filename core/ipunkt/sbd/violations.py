@@ -1,4 +1,4 @@
-"""Field errors in the shape of Spring's ``FieldError``, as the original puts them in ``errors[]``."""
+"""Field errors in the shape of Spring's ``FieldError``, as the original puts them in errors[]."""
 
 from __future__ import annotations
 

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ipunkt.store.encryption import CHUNK_SIZE, HEADER_SIZE, DecryptionError, Keyring, Opener, Sealer
+from ipunkt.store.encryption import (
+    CHUNK_SIZE,
+    HEADER_SIZE,
+    DecryptionError,
+    Keyring,
+    Opener,
+    Sealer,
+)
 
 
 class BlobTooLarge(Exception):

@@ -22,7 +22,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,12 +81,12 @@ def _us(value: datetime) -> int:
 def _dt(value: int | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value // 1_000_000, timezone.utc).replace(
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(
         microsecond=value % 1_000_000
     )
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --- the database: one writer with group commit, a pool of readers ----------------------------
@@ -1264,7 +1264,9 @@ def _subscription(row: sqlite3.Row) -> SubscriptionRecord:
                               row["event"], row["filter"], row["failures"], row["last_error"])
 
 
-def _subscription_by_id(conn: sqlite3.Connection, subscription_id: int) -> SubscriptionRecord | None:
+def _subscription_by_id(
+    conn: sqlite3.Connection, subscription_id: int
+) -> SubscriptionRecord | None:
     row = conn.execute("SELECT * FROM webhook_subscription WHERE id = ?",
                        (subscription_id,)).fetchone()
     return _subscription(row) if row else None
