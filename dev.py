@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run ipunkt from a checkout, with nothing but Python 3.11+.
 
+    python3 dev.py sandbox [ARGS]  set up .venv, then `ipunkt sandbox`: every fake and two
+                                   integration points (A on :9093, B on :9094)
     python3 dev.py run [ARGS]      set up .venv, then `ipunkt serve` on ./var/ipunkt.toml
     python3 dev.py test [ARGS]     set up .venv, then run every test (ARGS go to pytest)
     python3 dev.py check-plugins   install the core alone, and each plugin, not editable,
@@ -56,6 +58,11 @@ def serve(args: list[str]) -> int:
     if not config.exists():
         run(BIN / "ipunkt", "init", config)
     return subprocess.call([str(BIN / "ipunkt"), "serve", "--config", str(config), *args])
+
+
+def sandbox(args: list[str]) -> int:
+    ensure_venv()
+    return subprocess.call([str(BIN / "ipunkt"), "sandbox", *args])
 
 
 def test(args: list[str]) -> int:
@@ -131,7 +138,7 @@ def smoke(python: Path, project: Path, cwd: str, what: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": serve, "test": test}
+    commands = {"sandbox": sandbox, "run": serve, "test": test}
     if argv and argv[0] == "check-plugins":
         return check_plugins()
     if not argv or argv[0] not in commands:

@@ -2,8 +2,11 @@
 
 A blob is written to a temporary file, fsync'd, renamed into place and its directory fsync'd,
 so a blob that :meth:`BlobStore.write` returned survives a crash. Memory stays flat whatever
-the size: at most a couple of chunks are held at a time. File I/O and sealing run in a worker
-thread, one chunk at a time, so the event loop keeps serving.
+the size: at most a couple of chunks are held at a time. File I/O and sealing run in the
+store's own worker threads, one chunk at a time, so the event loop keeps serving. They are not
+asyncio's default threads on purpose: blocking work in those (sealing, opening a CMS envelope)
+pulls its input from blobs through the event loop, and would wait forever for a thread of its
+own pool once enough of them waited at once.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from ipunkt.store.encryption import (
     CHUNK_SIZE,
@@ -24,6 +28,9 @@ from ipunkt.store.encryption import (
     Opener,
     Sealer,
 )
+
+
+T = TypeVar("T")
 
 
 class BlobTooLarge(Exception):
@@ -48,10 +55,14 @@ class BlobInfo:
 class BlobStore:
     """Encrypted files under ``root``: ``<root>/<xx>/<id>``, temporary files in ``<root>/tmp``."""
 
-    def __init__(self, root: Path, keyring: Keyring) -> None:
+    def __init__(self, root: Path, keyring: Keyring, *, threads: int = 8) -> None:
         self.root = root
         self.keyring = keyring
         self._tmp = root / "tmp"
+        self._io = ThreadPoolExecutor(threads, thread_name_prefix="ipunkt-blob-io")
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io, function, *args)
 
     def prepare(self) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -66,7 +77,7 @@ class BlobStore:
         blob_id = uuid.uuid4().hex
         sealer = Sealer(self.keyring, blob_id.encode())
         temp = self._tmp / blob_id
-        handle = await asyncio.to_thread(_open_new, temp, sealer.header)
+        handle = await self._run(_open_new, temp, sealer.header)
         try:
             pending = bytearray()
             async for chunk in chunks:
@@ -75,20 +86,20 @@ class BlobStore:
                 pending += chunk
                 if len(pending) >= CHUNK_SIZE:
                     data, pending = bytes(pending), bytearray()
-                    await asyncio.to_thread(_write, handle, sealer.update, data)
+                    await self._run(_write, handle, sealer.update, data)
             data = bytes(pending)
-            await asyncio.to_thread(_finish, handle, sealer, data, temp, self.path(blob_id))
+            await self._run(_finish, handle, sealer, data, temp, self.path(blob_id))
         except BaseException:
-            await asyncio.to_thread(_discard, handle, temp)
+            await self._run(_discard, handle, temp)
             raise
         return BlobInfo(blob_id, sealer.plaintext_size)
 
     async def read(self, blob_id: str) -> AsyncIterator[bytes]:
         """The plaintext, chunk by chunk; :class:`DecryptionError` if it was tampered with."""
-        handle, opener = await asyncio.to_thread(self._open, blob_id)
+        handle, opener = await self._run(self._open, blob_id)
         try:
             for length in opener.record_lengths():
-                record = await asyncio.to_thread(handle.read, length)
+                record = await self._run(handle.read, length)
                 if len(record) != length:
                     raise DecryptionError("the file ended early")
                 chunk = opener.open(record)
@@ -99,11 +110,11 @@ class BlobStore:
 
     async def check(self, blob_id: str) -> int:
         """Open the blob and verify its first chunk; returns the plaintext size."""
-        handle, opener = await asyncio.to_thread(self._open, blob_id)
+        handle, opener = await self._run(self._open, blob_id)
         try:
             length = next(opener.record_lengths())
-            opener.open(await asyncio.to_thread(handle.read, length))
-            return opener.plaintext_size
+            opener.open(await self._run(handle.read, length))
+            return int(opener.plaintext_size)
         finally:
             handle.close()
 
@@ -123,7 +134,7 @@ class BlobStore:
     async def delete(self, blob_ids: Iterable[str]) -> None:
         ids = [b for b in blob_ids if b]
         if ids:
-            await asyncio.to_thread(self._delete, ids)
+            await self._run(self._delete, ids)
 
     def _delete(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:
@@ -131,7 +142,7 @@ class BlobStore:
 
     def stored_ids(self) -> list[str]:
         """Every blob on disk (for removing those no row refers to)."""
-        found = []
+        found: list[str] = []
         for folder in self.root.iterdir():
             if folder.is_dir() and len(folder.name) == 2:
                 found.extend(p.name for p in folder.iterdir())
