@@ -14,6 +14,8 @@ choice (SHA-256) differ.
 
 from __future__ import annotations
 
+import functools
+
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -74,51 +76,62 @@ def _length(n: int) -> bytes:
 def _recipient_info(
     recipient: x509.Certificate, content_key: bytes, transport: KeyTransport
 ) -> bytes:
+    """The RecipientInfos (a SET of one KeyTransRecipientInfo), DER.
+
+    Assembled from cached DER parts: building them with asn1crypto for each message took as
+    long as sealing the rest of a small one.
+    """
     public_key = check_rsa(recipient)
     check_usage(recipient, ("key_encipherment",))
-    parsed = asn1_x509.Certificate.load(recipient.public_bytes(serialization.Encoding.DER))
-    rid = cms.RecipientIdentifier(
-        name="issuer_and_serial_number",
-        value=cms.IssuerAndSerialNumber(
-            {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
-        ),
-    )
+    rid = _recipient_identifier(recipient.public_bytes(serialization.Encoding.DER))
     if transport is KeyTransport.OAEP:
-        sha256 = {"algorithm": "sha256", "parameters": core.Null()}
-        algorithm = cms.KeyEncryptionAlgorithm(
-            {
-                "algorithm": "rsaes_oaep",
-                "parameters": algos.RSAESOAEPParams(
-                    {
-                        "hash_algorithm": sha256,
-                        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": sha256},
-                        "p_source_algorithm": {"algorithm": "p_specified", "parameters": b""},
-                    }
-                ),
-            }
-        )
         encrypted_key = public_key.encrypt(
             content_key,
             rsa_padding.OAEP(rsa_padding.MGF1(hashes.SHA256()), hashes.SHA256(), None),
         )
     else:
-        algorithm = cms.KeyEncryptionAlgorithm(
-            {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
-        )
         encrypted_key = public_key.encrypt(content_key, rsa_padding.PKCS1v15())
-    info = cms.RecipientInfo(
-        name="ktri",
-        value=cms.KeyTransRecipientInfo(
-            {
-                "version": "v0",
-                "rid": rid,
-                "key_encryption_algorithm": algorithm,
-                "encrypted_key": encrypted_key,
-            }
+    info = _tlv(0x30, b"\x02\x01\x00" + rid + _key_encryption_algorithm(transport)
+                + _tlv(0x04, encrypted_key))
+    return _tlv(0x31, info)
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _length(len(content)) + content
+
+
+@functools.cache
+def _key_encryption_algorithm(transport: KeyTransport) -> bytes:
+    if transport is KeyTransport.PKCS1V15:
+        return cms.KeyEncryptionAlgorithm(
+            {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+        ).dump()
+    sha256 = {"algorithm": "sha256", "parameters": core.Null()}
+    return cms.KeyEncryptionAlgorithm(
+        {
+            "algorithm": "rsaes_oaep",
+            "parameters": algos.RSAESOAEPParams(
+                {
+                    "hash_algorithm": sha256,
+                    "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": sha256},
+                    "p_source_algorithm": {"algorithm": "p_specified", "parameters": b""},
+                }
+            ),
+        }
+    ).dump()
+
+
+@functools.lru_cache(maxsize=256)
+def _recipient_identifier(certificate: bytes) -> bytes:
+    """The certificate's issuerAndSerialNumber, DER: cached, since asn1crypto takes about as
+    long to re-encode an issuer's name as the rest of a small message's sealing."""
+    parsed = asn1_x509.Certificate.load(certificate)
+    return cms.RecipientIdentifier(
+        name="issuer_and_serial_number",
+        value=cms.IssuerAndSerialNumber(
+            {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
         ),
-    )
-    encoded: bytes = cms.RecipientInfos([info]).dump()
-    return encoded
+    ).dump()
 
 
 class CmsWriter:
