@@ -47,7 +47,7 @@ def ensure_venv() -> None:
         venv.create(VENV, with_pip=True)
     run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     editables = [arg for plugin in PLUGINS for arg in ("-e", str(plugin))]
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,postgres]",
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]",
         *editables)
     STAMP.touch()
 
