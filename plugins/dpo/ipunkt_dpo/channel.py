@@ -452,10 +452,14 @@ class DPOChannel(Channel):
         # What is no longer ours to take (another instance took it, or it is gone) is dropped.
         self._untaken = {(o, t) for o, t in self._untaken if o != organisation or t in taking}
 
-        async def take(transfer_id: str) -> bool:
+        turns = [asyncio.Event() for _ in range(len(taking) + 1)]
+        turns[0].set()
+
+        async def take(index: int, transfer_id: str) -> bool:
             async with gate:
                 try:
-                    await self._take(organisation, transfer_id, sink)
+                    await self._take(organisation, transfer_id, sink,
+                                     (turns[index], turns[index + 1]))
                 except Exception as exc:  # one file's trouble must not stop the others
                     self._untaken.add((organisation, transfer_id))
                     failures.append(f"{transfer_id}: {exc}")
@@ -469,9 +473,32 @@ class DPOChannel(Channel):
                 self._untaken.discard((organisation, transfer_id))
                 return True
 
-        return sum(await asyncio.gather(*map(take, taking)))
+        return sum(await asyncio.gather(*(take(i, t) for i, t in enumerate(taking))))
 
-    async def _take(self, organisation: str, transfer_id: str, sink: IncomingSink) -> None:
+    async def _take(
+        self,
+        organisation: str,
+        transfer_id: str,
+        sink: IncomingSink,
+        turn: tuple[asyncio.Event, asyncio.Event],
+    ) -> None:
+        """Download, store and confirm one file; ``turn`` (mine, the next's) keeps the stores
+        in the order the files were published, while downloads and replies overlap."""
+        mine, following = turn
+        try:
+            await self._take_in_turn(organisation, transfer_id, sink, turn)
+        finally:
+            await mine.wait()
+            following.set()
+
+    async def _take_in_turn(
+        self,
+        organisation: str,
+        transfer_id: str,
+        sink: IncomingSink,
+        turn: tuple[asyncio.Event, asyncio.Event],
+    ) -> None:
+        mine, following = turn
         log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)
         stored: dict[str, Any] | None = None
         new = False
@@ -487,12 +514,15 @@ class DPOChannel(Channel):
                     conversation_id=sbd_header.conversation_id(sbd),
                     document_type=sbd_header.document_type(sbd),
                 )
+                await mine.wait()
                 try:
                     new = await sink.receive(IncomingMessage(sbd=sbd, payload=payload))
                 except Exception:
                     if incoming.broken is None:
                         raise
                     raise incoming.broken from None  # the sink stopped at the broken package
+                finally:
+                    following.set()
                 stored = sbd
             except (BrokenFile, UnusableSbd) as exc:
                 log.warning("dpo: discarding a broken file", reason=str(exc))
