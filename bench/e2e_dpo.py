@@ -116,10 +116,11 @@ async def run(messages: int, concurrency: int) -> dict:
     for party in (a, b):
         config = Path(party["config"])
         config.write_text(config.read_text() + '\n[logging]\nlevel = "warning"\n')
-        servers.append(subprocess.Popen(
-            [sys.executable, "-m", "ipunkt", "serve", "--config", str(config)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(folder / f"{party['letter']}.log", "w"),
-        ))
+        with (folder / f"{party['letter']}.log").open("w") as log:
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "ipunkt", "serve", "--config", str(config)],
+                env=env, stdout=subprocess.DEVNULL, stderr=log,
+            ))
     for party in (a, b):
         await wait_until_ready(f"{party['url']}/manage/health/readiness")
 

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from ipunkt.testing import specs_dir as _specs_dir
 
 

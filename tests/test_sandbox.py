@@ -16,7 +16,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from ipunkt.plugin import SandboxChannel, SandboxPart
 from ipunkt.plugins import PluginHost, load_plugins
 from ipunkt.sandbox import ORGANISATIONS, Sandbox

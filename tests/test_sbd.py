@@ -5,18 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ipunkt.sbd import SbdFormatError, SbdInvalid, parse_sbd, parse_sbd_text
 from ipunkt.sbd.times import OSLO, TimeFormatError, format_datetime, parse_date, parse_datetime
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
 
-from restdocs import load  # noqa: E402
+from restdocs import load
 
 CREATE = "Create message"
 
@@ -137,18 +136,18 @@ PLUS_TWO = timezone(timedelta(hours=2))
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("2019-03-25T11:38:23+01:00", datetime(2019, 3, 25, 11, 38, 23, tzinfo=PLUS_ONE)),
-    ("2019-03-25T10:38:23Z", datetime(2019, 3, 25, 10, 38, 23, tzinfo=timezone.utc)),
-    ("2019-03-25t10:38:23z", datetime(2019, 3, 25, 10, 38, 23, tzinfo=timezone.utc)),
+    ("2019-03-25T10:38:23Z", datetime(2019, 3, 25, 10, 38, 23, tzinfo=UTC)),
+    ("2019-03-25t10:38:23z", datetime(2019, 3, 25, 10, 38, 23, tzinfo=UTC)),
     ("2019-03-25T11:38:23+0100", datetime(2019, 3, 25, 11, 38, 23, tzinfo=PLUS_ONE)),
     ("2019-03-25T11:38:23+01", datetime(2019, 3, 25, 11, 38, 23, tzinfo=PLUS_ONE)),
     ("2019-03-25T11:38:23.123456789+01:00",
      datetime(2019, 3, 25, 11, 38, 23, 123456, tzinfo=PLUS_ONE)),
-    ("2019-03-25T11:38:23,5Z", datetime(2019, 3, 25, 11, 38, 23, 500000, tzinfo=timezone.utc)),
+    ("2019-03-25T11:38:23,5Z", datetime(2019, 3, 25, 11, 38, 23, 500000, tzinfo=UTC)),
     ("2019-03-25 11:38", datetime(2019, 3, 25, 11, 38, tzinfo=PLUS_ONE)),
     ("2019-03-25T11:38:23", datetime(2019, 3, 25, 11, 38, 23, tzinfo=PLUS_ONE)),  # winter: +1
     ("2019-07-01T12:00:00", datetime(2019, 7, 1, 12, tzinfo=PLUS_TWO)),  # summer in Oslo: +2
     ("2019-07-01T12:00:00+02:00[Europe/Oslo]", datetime(2019, 7, 1, 12, tzinfo=PLUS_TWO)),
-    ("2019-07-01T12:00:00[UTC]", datetime(2019, 7, 1, 12, tzinfo=timezone.utc)),
+    ("2019-07-01T12:00:00[UTC]", datetime(2019, 7, 1, 12, tzinfo=UTC)),
 ])
 def test_times_in_every_form_the_field_sends(text: str, expected: datetime) -> None:
     parsed = parse_datetime(text)

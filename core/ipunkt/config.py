@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from ipunkt.api.settings import ApiSettings
 from ipunkt.config_folder import CONTEXT_KEY as CONFIG_FOLDER
 from ipunkt.delivery.settings import DeliverySettings, WebhookSettings
-from ipunkt.maskinporten.settings import MaskinportenSettings
 from ipunkt.lookup.settings import LookupSettings, RoutingSettings
+from ipunkt.maskinporten.settings import MaskinportenSettings
 from ipunkt.messages.settings import MessagesSettings
 from ipunkt.plugin import ChannelConfig
 from ipunkt.plugins import PluginHost, PluginStatus
@@ -115,9 +115,9 @@ class Settings(Section):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     lookup: LookupSettings = Field(default_factory=LookupSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    store: StoreSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=dict, validate_default=True)
     messages: MessagesSettings = Field(default_factory=MessagesSettings)  # type: ignore[arg-type]
-    api: ApiSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=dict, validate_default=True)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)  # type: ignore[arg-type]
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)  # type: ignore[arg-type]
     maskinporten: MaskinportenSettings = Field(

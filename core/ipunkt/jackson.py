@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_string = json.encoder.encode_basestring
 
 
 class Raw:

@@ -16,7 +16,6 @@ import pytest
 from ipunkt.specs import SPECS_ENV, specs_folder
 
 
-
 def specs_dir() -> Path:
     """The folder of published specs named by ``IPUNKT_SPECS``.
 

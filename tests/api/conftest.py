@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.api.nextmove import NextMove, build, setup
 from ipunkt.api.openapi import document

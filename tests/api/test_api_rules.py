@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from conftest import OWN_ORG, Gateway
-
 from ipunkt.sbd.times import format_datetime, now_oslo
 
 STANDARDS = {

@@ -23,7 +23,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from ipunkt.api.settings import ApiSettings, exposure_problem, is_loopback
 from ipunkt.app import create_app
 from ipunkt.config import parse_settings

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from conftest import Gateway
-
 from ipunkt.sbd import parse_sbd
 
 SBD: dict[str, Any] = {

@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from ipunkt.api.nextmove import build
 from ipunkt.config import load_settings
 from ipunkt.messages.settings import MessagesSettings

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 from conftest import MakeGateway
-from openapi_check import OpenApiCheck
-from openapi_spec_validator import validate
-
 from ipunkt.api.openapi import document
 from ipunkt.api.settings import ApiSettings
 from ipunkt.app import create_app
 from ipunkt.config import parse_settings
 from ipunkt.plugins import PluginHost
+from openapi_check import OpenApiCheck
+from openapi_spec_validator import validate
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 

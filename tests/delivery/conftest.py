@@ -9,11 +9,10 @@ import pytest
 
 sys.path.append(str(Path(__file__).parent))
 
-import scripted  # noqa: E402
-from delivery_harness import Gateway, plugin_host, settings_for  # noqa: E402
-
-from ipunkt.app import create_app  # noqa: E402
-from ipunkt.config import channel_configs, parse_settings  # noqa: E402
+import scripted
+from delivery_harness import Gateway, plugin_host, settings_for
+from ipunkt.app import create_app
+from ipunkt.config import channel_configs, parse_settings
 
 MakeGateway = Callable[..., Any]
 

@@ -8,10 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
 import scripted
-
+from aiohttp.test_utils import TestClient
 from ipunkt.appkeys import ENGINE
 from ipunkt.plugins import PluginHost, PluginRecord, PluginStatus
 from ipunkt.sbd.times import now_oslo

@@ -8,7 +8,6 @@ It is installed as a plugin distribution into a throwaway site folder, so that a
 from __future__ import annotations
 
 import aiohttp
-
 from ipunkt.plugin import (
     Channel,
     ChannelConfig,

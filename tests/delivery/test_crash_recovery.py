@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from delivery_harness import OWN, RECEIVER, avtalt
-
 from ipunkt.testing import ServerProcess, free_port
 
 HERE = Path(__file__).parent
@@ -94,7 +93,7 @@ async def submit(session: aiohttp.ClientSession, url: str, message_id: str) -> b
                 return False
         async with session.post(f"{url}/api/messages/out/{message_id}") as response:
             return response.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 

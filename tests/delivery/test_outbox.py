@@ -6,7 +6,6 @@ import asyncio
 from datetime import timedelta
 
 from delivery_harness import avtalt
-
 from ipunkt.sbd.times import now_oslo
 
 

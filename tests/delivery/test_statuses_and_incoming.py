@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 from delivery_harness import OWN, RECEIVER, RESPONSE_PROCESS, avtalt
-
 from ipunkt.delivery.inbound import ChannelSink
 from ipunkt.plugin import IncomingMessage, PermanentError, ReceiptStatus, StatusUpdate
 from ipunkt.sbd.times import now_oslo

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import (
     CHUNK_SIZE,

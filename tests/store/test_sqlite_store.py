@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from ipunkt.store.base import Direction, NewMessage, StatusChange
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import DecryptionError, Keyring, MasterKey
 from ipunkt.store.sqlite import SchemaTooNew, SqliteStore
 
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def store(folder: Path) -> SqliteStore:

@@ -65,11 +65,12 @@ def nextmove_middleware(
     async def nextmove(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (credentials is not None and not OPEN_PATHS.match(request.path)
                 and not _authorised(request, credentials)):
-            response = answer(error_body(401, request.path, "Unauthorized"), 401)
-            response.headers["WWW-Authenticate"] = 'Basic realm="Realm"'
-            return response
+            refused = answer(error_body(401, request.path, "Unauthorized"), 401)
+            refused.headers["WWW-Authenticate"] = 'Basic realm="Realm"'
+            return refused
         if not request.path.startswith("/api"):
             return await handler(request)
+        response: web.StreamResponse
         try:
             response = await handler(request)
         except ApiError as exc:

@@ -33,7 +33,7 @@ from ipunkt.messages.statuses import Statuses, StatusRules
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.plugin import ChannelInfo
 from ipunkt.sbd import SbdFormatError, SbdInvalid, StandardBusinessDocument, parse_sbd_text
-from ipunkt.sbd.times import OSLO
+from ipunkt.sbd.times import OSLO, now_oslo
 from ipunkt.store.base import (
     CONVERSATION_SORTS,
     MESSAGE_SORTS,
@@ -92,16 +92,16 @@ def build(
 ) -> NextMove:
     """The services over one store; ``clock`` lets tests move time; ``key`` opens incoming
     packages at pop."""
-    extra = {"clock": clock} if clock else {}
     statuses = Statuses(store, StatusRules(settings.status_queue_includes))
     ttl = timedelta(hours=settings.default_ttl_hours)
     return NextMove(
         store=store,
         outgoing=OutgoingMessages(store, resolver, ChannelDeclarations(channels), statuses,
-                                  organisation=organisation, default_ttl=ttl, **extra),
+                                  organisation=organisation, default_ttl=ttl,
+                                  clock=clock or now_oslo),
         incoming=IncomingMessages(store, statuses, default_ttl=ttl,
                                   lock_timeout=timedelta(minutes=settings.lock_timeout_minutes),
-                                  key=key, **extra),
+                                  key=key, clock=clock or now_oslo),
         statuses=statuses,
         conversations=Conversations(store),
     )

@@ -10,9 +10,10 @@ when the config turns it on, as the API then asks for it on every ``/api`` path.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ipunkt import __version__
@@ -455,8 +456,10 @@ def _responses() -> Json:
 @functools.cache
 def _sbd_schemas() -> Json:
     """The SBD's header and business messages, from the models that read and write them."""
-    models = [(Header, "serialization"), *((cls, "serialization")
-                                           for cls in MESSAGE_TYPES.values())]
+    models: list[tuple[type[BaseModel], Literal["serialization"]]] = [
+        (Header, "serialization"),
+        *((cls, "serialization") for cls in MESSAGE_TYPES.values()),
+    ]
     _, top = models_json_schema(models, by_alias=True,
                                 ref_template="#/components/schemas/{model}")
     schemas = {name: _tidy(schema) for name, schema in top["$defs"].items()}

@@ -225,8 +225,9 @@ class OutgoingMessages:
         who = party(sender)
         if who.icd is None or who.part is not None or who.primary == self.organisation:
             return
-        ident = sbd.header.sender[0].identifier  # type: ignore[index,union-attr]
-        ident.value = f"{who.icd}:{self.organisation}:{who.primary}"  # type: ignore[union-attr]
+        ident = sbd.header.sender[0].identifier  # type: ignore[index]
+        if ident is not None:
+            ident.value = f"{who.icd}:{self.organisation}:{who.primary}"
 
     def _sender_violations(self, sbd: StandardBusinessDocument) -> list[Violation]:
         sender = sbd.sender

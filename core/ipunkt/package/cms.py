@@ -15,7 +15,6 @@ choice (SHA-256) differ.
 from __future__ import annotations
 
 import functools
-
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -103,11 +102,11 @@ def _tlv(tag: int, content: bytes) -> bytes:
 @functools.cache
 def _key_encryption_algorithm(transport: KeyTransport) -> bytes:
     if transport is KeyTransport.PKCS1V15:
-        return cms.KeyEncryptionAlgorithm(
+        return bytes(cms.KeyEncryptionAlgorithm(
             {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
-        ).dump()
+        ).dump())
     sha256 = {"algorithm": "sha256", "parameters": core.Null()}
-    return cms.KeyEncryptionAlgorithm(
+    return bytes(cms.KeyEncryptionAlgorithm(
         {
             "algorithm": "rsaes_oaep",
             "parameters": algos.RSAESOAEPParams(
@@ -118,7 +117,7 @@ def _key_encryption_algorithm(transport: KeyTransport) -> bytes:
                 }
             ),
         }
-    ).dump()
+    ).dump())
 
 
 @functools.lru_cache(maxsize=256)
@@ -126,12 +125,12 @@ def _recipient_identifier(certificate: bytes) -> bytes:
     """The certificate's issuerAndSerialNumber, DER: cached, since asn1crypto takes about as
     long to re-encode an issuer's name as the rest of a small message's sealing."""
     parsed = asn1_x509.Certificate.load(certificate)
-    return cms.RecipientIdentifier(
+    return bytes(cms.RecipientIdentifier(
         name="issuer_and_serial_number",
         value=cms.IssuerAndSerialNumber(
             {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
         ),
-    ).dump()
+    ).dump())
 
 
 class CmsWriter:

@@ -81,6 +81,10 @@ class Document:
         return cls(name or path.name, mime or guessed, lambda: path.open("rb"), path.stat().st_size)
 
 
+async def _next(iterator: AsyncIterator[bytes]) -> bytes:
+    return await anext(iterator)
+
+
 def from_async(
     open_chunks: Callable[[], AsyncIterator[bytes]], loop: asyncio.AbstractEventLoop
 ) -> Callable[[], Iterator[bytes]]:
@@ -95,7 +99,7 @@ def from_async(
         try:
             while True:
                 try:
-                    yield asyncio.run_coroutine_threadsafe(anext(iterator), loop).result()
+                    yield asyncio.run_coroutine_threadsafe(_next(iterator), loop).result()
                 except StopAsyncIteration:
                     return
         finally:

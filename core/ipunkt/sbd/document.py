@@ -7,6 +7,7 @@ name it (``Must be a NextMove message type``) instead of failing to parse.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ class StandardBusinessDocument:
         return ident.type if ident else None
 
     @property
-    def message_type(self) -> type[BusinessMessage] | None:
+    def message_type(self) -> builtins.type[BusinessMessage] | None:
         return message_type(self.type)
 
     @property
@@ -184,7 +185,7 @@ def _first_value(partners: Any) -> str | None:
     if partners:
         ident = partners[0].identifier
         if ident is not None:
-            return ident.value
+            return str(ident.value) if ident.value is not None else None
     return None
 
 

@@ -29,7 +29,6 @@ from ipunkt.store.encryption import (
     Sealer,
 )
 
-
 T = TypeVar("T")
 
 

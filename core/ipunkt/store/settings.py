@@ -24,7 +24,7 @@ class StoreSettings(BaseModel):
 
     backend: Literal["sqlite"] = Field("sqlite", description="Where messages are kept: sqlite.")
     path: Path = Field(
-        "data",  # type: ignore[assignment]
+        "data",
         validate_default=True,
         description=(
             "Folder of the database and the encrypted payload files (a relative path is "

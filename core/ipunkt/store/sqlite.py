@@ -590,8 +590,8 @@ class SqliteStore(MessageStore):
                      message.service_edition_code, message.service, now, _us(message.expiry)),
                 ).lastrowid
             for change in (created, *extra_statuses):
-                _register(conn, conv_id, change)  # type: ignore[arg-type]
-            return conv_id  # type: ignore[return-value]
+                _register(conn, conv_id, change)
+            return int(conv_id)
 
         return await self._db.write(op)
 
