@@ -13,12 +13,14 @@ from datetime import datetime, time, timedelta
 
 import structlog
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ipunkt.api import openapi, queries, render
 from ipunkt.api.content_disposition import ContentDisposition, ContentDispositionError
 from ipunkt.api.content_disposition import parse as parse_disposition
 from ipunkt.api.http import SPRING_HEADERS, answer, empty, nextmove_middleware
 from ipunkt.api.paging import page_json, page_request
+from ipunkt.api.queries import java_long
 from ipunkt.api.settings import ApiSettings
 from ipunkt.appkeys import PLUGINS, ROUTER, SETTINGS
 from ipunkt.errors import NoContent
@@ -194,7 +196,10 @@ async def create_and_send(request: web.Request) -> web.Response:
     total = 0
     try:
         while True:
-            part = await reader.next()
+            try:
+                part = await reader.next()
+            except (ValueError, HttpProcessingError) as exc:  # a malformed part header
+                raise errors.MessageNotReadable(f"A part is malformed: {exc}") from None
             if part is None:
                 break
             if not isinstance(part, BodyPartReader):
@@ -366,7 +371,7 @@ async def peek_status(request: web.Request) -> web.Response:
 async def remove_status(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     try:
-        status_id = int(raw)
+        status_id = java_long(raw)
     except ValueError:
         raise errors.BadParameter(f"The status id must be a whole number, not '{raw}'") from None
     if not await _services(request).statuses.remove(status_id):
@@ -450,7 +455,7 @@ async def delete_conversation_by_message_id(request: web.Request) -> web.Respons
 def _conversation_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     try:
-        return int(raw)
+        return java_long(raw)
     except ValueError:
         raise errors.ConversationNotFound(raw) from None
 

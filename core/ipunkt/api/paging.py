@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from multidict import MultiMapping
 
+from ipunkt.api.queries import INT_MAX
 from ipunkt.messages.errors import BadParameter
 from ipunkt.store.base import Page, PageRequest, SortOrder
 
@@ -23,6 +24,8 @@ def page_request(
 ) -> PageRequest:
     """The requested page; 400 for what cannot be read (Spring is silent, we say why)."""
     page = _int(query, "page", 0, minimum=0)
+    if page > INT_MAX:
+        raise BadParameter(f"Parameter 'page' must be at most {INT_MAX}, not '{page}'")
     size = min(_int(query, "size", 10, minimum=1), MAX_SIZE)
     allowed = set(allowed)
     orders: list[SortOrder] = []

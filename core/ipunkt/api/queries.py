@@ -23,12 +23,25 @@ def text(query: MultiMapping[str], name: str) -> str | None:
     return value or None
 
 
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+def java_long(raw: str) -> int:
+    """A whole number as Java's ``Long.parseLong`` reads it: ValueError outside its range,
+    as ids are (a larger one could never name a row, and the database cannot hold it)."""
+    value = int(raw)
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise ValueError(f"{raw} is out of range")
+    return value
+
+
 def integer(query: MultiMapping[str], name: str) -> int | None:
     value = text(query, name)
     if value is None:
         return None
     try:
-        return int(value)
+        return java_long(value)
     except ValueError:
         raise BadParameter(f"Parameter '{name}' must be a whole number, not '{value}'") from None
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ipunkt.api.http import answer, empty
 from ipunkt.api.paging import page_json, page_request
+from ipunkt.api.queries import java_long
 from ipunkt.messages.errors import BadParameter, MessageNotReadable
 from ipunkt.messages.subscriptions import SUBSCRIPTION_SORTS, Subscriptions
 from ipunkt.store.base import SubscriptionRecord
@@ -88,7 +89,7 @@ async def delete_all_subscriptions(request: web.Request) -> web.Response:
 def _id(request: web.Request) -> int:
     raw = request.match_info["id"]
     try:
-        return int(raw)
+        return java_long(raw)
     except ValueError:
         raise BadParameter(f"The subscription id must be a whole number, not '{raw}'") from None
 
