@@ -8,6 +8,8 @@ ASN.1 is built and parsed with asn1crypto; the RSA operations are cryptography's
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 from datetime import UTC, datetime
 
@@ -38,41 +40,16 @@ def sign_detached(
     content: bytes, key: OrganisationKey, *, signing_time: datetime | None = None
 ) -> bytes:
     """A DER ContentInfo holding a detached SignedData over ``content``."""
-    certificate = asn1_x509.Certificate.load(_der(key.certificate))
+    signer_der = _der(key.certificate)
+    certificate = asn1_x509.Certificate.load(signer_der)
     chain = [asn1_x509.Certificate.load(_der(c)) for c in key.chain]
+    signing_certificate, signer_id = _signer_parts(signer_der)
     when = signing_time or datetime.now(UTC)
     unordered = [
         cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
         cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": when})]}),
         cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
-        cms.CMSAttribute(
-            {
-                "type": "signing_certificate_v2",
-                "values": [
-                    tsp.SigningCertificateV2(
-                        {
-                            "certs": [
-                                tsp.ESSCertIDv2(
-                                    {
-                                        "hash_algorithm": {"algorithm": "sha256"},
-                                        "cert_hash": hashlib.sha256(certificate.dump()).digest(),
-                                        "issuer_serial": {
-                                            "issuer": [
-                                                asn1_x509.GeneralName(
-                                                    name="directory_name",
-                                                    value=certificate.issuer,
-                                                )
-                                            ],
-                                            "serial_number": certificate.serial_number,
-                                        },
-                                    }
-                                )
-                            ]
-                        }
-                    )
-                ],
-            }
-        ),
+        cms.CMSAttribute.load(signing_certificate),
     ]
     # DER orders a SET OF by encoding; verifiers re-encode before checking the signature.
     attributes = cms.CMSAttributes(sorted(unordered, key=lambda attribute: attribute.dump()))
@@ -80,12 +57,7 @@ def sign_detached(
     signer = cms.SignerInfo(
         {
             "version": "v1",
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value=cms.IssuerAndSerialNumber(
-                    {"issuer": certificate.issuer, "serial_number": certificate.serial_number}
-                ),
-            ),
+            "sid": cms.SignerIdentifier.load(signer_id),
             "digest_algorithm": {"algorithm": "sha256"},
             "signed_attrs": attributes,
             "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
@@ -103,6 +75,49 @@ def sign_detached(
     )
     encoded: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
     return encoded
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_parts(certificate_der: bytes) -> tuple[bytes, bytes]:
+    """The signing-certificate-v2 attribute and the signer identifier, DER: they depend only
+    on the signer's certificate, and building them with asn1crypto for each message took a
+    good share of a small message's sealing."""
+    certificate = asn1_x509.Certificate.load(certificate_der)
+    attribute = cms.CMSAttribute(
+        {
+            "type": "signing_certificate_v2",
+            "values": [
+                tsp.SigningCertificateV2(
+                    {
+                        "certs": [
+                            tsp.ESSCertIDv2(
+                                {
+                                    "hash_algorithm": {"algorithm": "sha256"},
+                                    "cert_hash": hashlib.sha256(certificate_der).digest(),
+                                    "issuer_serial": {
+                                        "issuer": [
+                                            asn1_x509.GeneralName(
+                                                name="directory_name",
+                                                value=certificate.issuer,
+                                            )
+                                        ],
+                                        "serial_number": certificate.serial_number,
+                                    },
+                                }
+                            )
+                        ]
+                    }
+                )
+            ],
+        }
+    )
+    signer_id = cms.SignerIdentifier(
+        name="issuer_and_serial_number",
+        value=cms.IssuerAndSerialNumber(
+            {"issuer": certificate.issuer, "serial_number": certificate.serial_number}
+        ),
+    )
+    return bytes(attribute.dump()), bytes(signer_id.dump())
 
 
 def _signer_certificate(
