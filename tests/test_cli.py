@@ -138,3 +138,12 @@ def test_console_logs_on_request(tmp_path: Path) -> None:
     assert "ipunkt ready" in output
     assert "organisation=910077473" in output
     assert not output.lstrip().startswith("{")
+
+
+def test_serve_names_what_an_enabled_channel_lacks(tmp_path: Path) -> None:
+    config = tmp_path / "ipunkt.toml"
+    config.write_text('[organisation]\nnumber = "910077473"\n[channels.dpo]\nenabled = true\n')
+    result = ipunkt("serve", "--config", str(config), "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "Error: DPO needs Maskinporten" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -44,14 +44,18 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
     port = settings.server.port if port is None else port
     if problem := exposure_problem(settings.api, host):
         raise click.ClickException(problem)
-    log.info("ipunkt starting", url=f"http://{host}:{port}", config=str(config_path))
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        ssl_context=settings.api.ssl_context(),
-    )
+    scheme = "https" if settings.api.tls_certificate is not None else "http"
+    log.info("ipunkt starting", url=f"{scheme}://{host}:{port}", config=str(config_path))
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=settings.server.shutdown_timeout,
+            ssl_context=settings.api.ssl_context(),
+        )
+    except ConfigurationError as exc:  # a channel found its config unusable as it started
+        raise click.ClickException(str(exc)) from None
     log.info("ipunkt stopped")
