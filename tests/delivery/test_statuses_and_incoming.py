@@ -194,3 +194,36 @@ async def test_lifetimes_run_out_in_both_directions(make_gateway) -> None:
     assert (await gateway.client.get(f"/api/messages/out/{outgoing_id}")).status == 404
     assert json.loads(await (await gateway.client.get(
         f"/api/conversations/messageId/{outgoing_id}")).text())["finished"] is True
+
+
+async def test_a_busy_channel_is_polled_again_at_once() -> None:
+    from ipunkt.delivery.inbound import IncomingPoller
+    from ipunkt.delivery.metrics import Metrics
+
+    class Sink:
+        received = 0
+
+        async def receive(self, message: IncomingMessage) -> bool:
+            self.received += 1
+            return True
+
+    class OneAtATime:
+        """Hands over one waiting message per poll, as a remote that lists one at a time."""
+
+        incoming_poll_interval = 30.0
+        waiting = 3
+
+        async def poll_incoming(self, sink: Sink) -> None:
+            if self.waiting:
+                self.waiting -= 1
+                await sink.receive(IncomingMessage({}))
+
+    async def depth() -> dict[str, int]:
+        return {}
+
+    sink, channel = Sink(), OneAtATime()
+    poller = IncomingPoller("DPT", channel, sink, Metrics(depth))  # type: ignore[arg-type]
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(0.5)
+    task.cancel()
+    assert sink.received == 3, "the poller waited the interval between busy polls"

@@ -61,12 +61,15 @@ class ChannelSink(IncomingSink):
         self.rules = rules
         self.metrics = metrics
         self.clock = clock
+        self.received = 0
+        """Messages handed over so far; the poller polls again at once while they come."""
 
     async def receive(self, message: IncomingMessage, *, generated: bool = False) -> bool:
         """Store the message; False for a duplicate. PermanentError if it can never be.
 
         ``generated``: the channel made it beside a status it reported; it is not applied.
         """
+        self.received += 1
         try:
             sbd = parse_sbd(dict(message.sbd))
         except (SbdFormatError, SbdInvalid) as exc:
@@ -119,7 +122,8 @@ async def _drain(payload: AsyncIterator[bytes] | None) -> None:
 
 
 class IncomingPoller:
-    """Polls one channel for incoming messages every ``incoming_poll_interval`` seconds."""
+    """Polls one channel for incoming messages: at once again after a poll that brought some,
+    else after ``incoming_poll_interval`` seconds."""
 
     def __init__(self, service: str, channel: Channel, sink: ChannelSink, metrics: Metrics) -> None:
         self.service = service
@@ -133,10 +137,14 @@ class IncomingPoller:
         assert interval is not None
         while True:
             self.wake.clear()
+            before = self.sink.received
             try:
                 await self.channel.poll_incoming(self.sink)
             except Exception:  # one failed poll must not end polling: log and go on
                 self.metrics.poll_errors.labels(self.service, "incoming").inc()
                 log.exception("polling for incoming messages failed", channel=self.service)
+            else:
+                if self.sink.received > before:
+                    continue  # a busy channel is polled again at once, an idle one waits
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), interval)
