@@ -223,6 +223,58 @@ class TokenProvider(Protocol):
         ...
 
 
+ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
+
+
+def arkivmelding_receipt(
+    conversation: PollableConversation,
+    organisation: str,
+    now: datetime,
+    *,
+    receipt_id: str,
+    lifetime: timedelta = timedelta(hours=24),
+) -> IncomingMessage:
+    """The OK ``arkivmelding_kvittering`` the original makes for channels with no application
+    receipts (DPV on LEVERT, DPF on LEST): from the conversation's receiver to
+    ``organisation``, for its own fagsystem. Hand it over as :attr:`StatusUpdate.incoming`.
+
+    ``receipt_id`` must be the same each time for one conversation, so that the core drops a
+    receipt made twice as a duplicate.
+    """
+    kind = "arkivmelding_kvittering"
+    sbd = {
+        "standardBusinessDocumentHeader": {
+            "headerVersion": "1.0",
+            "sender": [_partner(conversation.receiver)],
+            "receiver": [_partner(organisation)],
+            "documentIdentification": {
+                "standard": f"urn:no:difi:arkivmelding:xsd::{kind}",
+                "typeVersion": "2.0",
+                "instanceIdentifier": receipt_id,
+                "type": kind,
+                "creationDateAndTime": (now - timedelta(seconds=5)).isoformat(),
+            },
+            "businessScope": {"scope": [{
+                "type": "ConversationId",
+                "instanceIdentifier": conversation.conversation_id,
+                "identifier": "urn:no:difi:profile:arkivmelding:response:ver1.0",
+                "scopeInformation": [{"expectedResponseDateTime": (now + lifetime).isoformat()}],
+            }]},
+        },
+        kind: {"receiptType": "OK", "relatedToMessageId": conversation.message_id,
+               "messages": []},
+    }
+    return IncomingMessage(sbd=sbd)
+
+
+def _partner(identifier: str) -> dict[str, dict[str, str]]:
+    """An SBD partner: a bare organisation number gets its ``0192:`` prefix."""
+    value = identifier.strip()
+    if value.isdigit() and len(value) == 9:
+        value = f"0192:{value}"
+    return {"identifier": {"authority": "iso6523-actorid-upis", "value": value}}
+
+
 @dataclass
 class ChannelContext:
     """What the core gives a channel when it creates it."""

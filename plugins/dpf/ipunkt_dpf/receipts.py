@@ -11,14 +11,23 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from ipunkt.plugin import IncomingMessage, PollableConversation
+from ipunkt.plugin import (
+    ARKIVMELDING_STANDARD,
+    IncomingMessage,
+    PollableConversation,
+    arkivmelding_receipt,
+)
 
-ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
-RECEIPT_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
-RECEIPT_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering"
 RECEIPT_TYPE = "arkivmelding_kvittering"
 _NAMESPACE = uuid.UUID("0b9d3c53-6a52-4f0e-9a55-2f1d0c6f3a11")
 """Fixed namespace of the derived receipt ids (uuid5)."""
+
+__all__ = ["ARKIVMELDING_STANDARD", "arkivmelding_kvittering", "receipt_id", "wants_receipt"]
+
+
+def wants_receipt(conversation: PollableConversation) -> bool:
+    """Whether the conversation is an arkivmelding: the only kind the original makes one for."""
+    return conversation.document_type == ARKIVMELDING_STANDARD
 
 
 def receipt_id(message_id: str) -> str:
@@ -26,46 +35,10 @@ def receipt_id(message_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"dpf:{RECEIPT_TYPE}:{message_id}"))
 
 
-def wants_receipt(conversation: PollableConversation) -> bool:
-    """Whether the conversation is an arkivmelding (the only type that gets one)."""
-    return conversation.document_type == ARKIVMELDING_STANDARD
-
-
-def _partner(identifier: str) -> dict[str, dict[str, str]]:
-    value = identifier.strip()
-    if value.isdigit() and len(value) == 9:
-        value = f"0192:{value}"
-    return {"identifier": {"authority": "iso6523-actorid-upis", "value": value}}
-
-
 def arkivmelding_kvittering(
     conversation: PollableConversation, organisation: str, now: datetime, *,
     lifetime: timedelta = timedelta(hours=24),
 ) -> IncomingMessage:
     """An OK receipt from the conversation's receiver to ``organisation``, for its fagsystem."""
-    sbd = {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [_partner(conversation.receiver)],
-            "receiver": [_partner(organisation)],
-            "documentIdentification": {
-                "standard": RECEIPT_STANDARD,
-                "typeVersion": "2.0",
-                "instanceIdentifier": receipt_id(conversation.message_id),
-                "type": RECEIPT_TYPE,
-                "creationDateAndTime": (now - timedelta(seconds=5)).isoformat(),
-            },
-            "businessScope": {"scope": [{
-                "type": "ConversationId",
-                "instanceIdentifier": conversation.conversation_id,
-                "identifier": RECEIPT_PROCESS,
-                "scopeInformation": [{"expectedResponseDateTime": (now + lifetime).isoformat()}],
-            }]},
-        },
-        RECEIPT_TYPE: {
-            "receiptType": "OK",
-            "relatedToMessageId": conversation.message_id,
-            "messages": [],
-        },
-    }
-    return IncomingMessage(sbd=sbd)
+    return arkivmelding_receipt(conversation, organisation, now,
+                                receipt_id=receipt_id(conversation.message_id), lifetime=lifetime)

@@ -12,16 +12,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from ipunkt.plugin import IncomingMessage, PollableConversation
+from ipunkt.plugin import (
+    ARKIVMELDING_STANDARD,
+    IncomingMessage,
+    PollableConversation,
+    arkivmelding_receipt,
+)
 
-from ipunkt_dpv.correspondence import parse_party
-
-ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
-RECEIPT_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
-RECEIPT_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering"
 RECEIPT_TYPE = "arkivmelding_kvittering"
 _NAMESPACE = uuid.UUID("5c0c3a4e-6d1b-4bb5-9d0e-1f4f2e0f7d61")
 """Fixed namespace of the derived receipt ids (uuid5)."""
+
+__all__ = ["ARKIVMELDING_STANDARD", "arkivmelding_kvittering", "receipt_id", "wants_receipt"]
 
 
 def wants_receipt(conversation: PollableConversation) -> bool:
@@ -39,35 +41,5 @@ def arkivmelding_kvittering(
     lifetime: timedelta = timedelta(hours=24),
 ) -> IncomingMessage:
     """An OK receipt from the conversation's receiver to ``organisation``, for its fagsystem."""
-    sbd = {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [_partner(conversation.receiver)],
-            "receiver": [_partner(organisation)],
-            "documentIdentification": {
-                "standard": RECEIPT_STANDARD,
-                "typeVersion": "2.0",
-                "instanceIdentifier": receipt_id(conversation.message_id),
-                "type": RECEIPT_TYPE,
-                "creationDateAndTime": (now - timedelta(seconds=5)).isoformat(),
-            },
-            "businessScope": {"scope": [{
-                "type": "ConversationId",
-                "instanceIdentifier": conversation.conversation_id,
-                "identifier": RECEIPT_PROCESS,
-                "scopeInformation": [{"expectedResponseDateTime": (now + lifetime).isoformat()}],
-            }]},
-        },
-        RECEIPT_TYPE: {
-            "receiptType": "OK",
-            "relatedToMessageId": conversation.message_id,
-            "messages": [],
-        },
-    }
-    return IncomingMessage(sbd=sbd)
-
-
-def _partner(identifier: str) -> dict[str, dict[str, str]]:
-    party = parse_party(identifier)
-    value = party.number if party.is_person else f"0192:{party.number}"
-    return {"identifier": {"authority": "iso6523-actorid-upis", "value": value}}
+    return arkivmelding_receipt(conversation, organisation, now,
+                                receipt_id=receipt_id(conversation.message_id), lifetime=lifetime)
