@@ -171,11 +171,6 @@ class MissingHttpHeader(ApiError):
         super().__init__(f"Expected a HTTP header named '{name}'", description=detail)
 
 
-class MissingAddressInformation(ApiError):
-    def __init__(self, field: str) -> None:
-        super().__init__(f"Missing address information: {field}")
-
-
 class MessagePersist(ApiError):
     status = 500
 

@@ -27,10 +27,6 @@ class Party:
     def part_or_primary(self) -> str:
         return self.part or self.primary
 
-    @property
-    def is_organisation(self) -> bool:
-        return self.icd is not None or (self.primary.isdigit() and len(self.primary) == 9)
-
 
 def party(value: str) -> Party:
     text = value.strip()

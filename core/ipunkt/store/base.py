@@ -458,10 +458,6 @@ class MessageStore(abc.ABC):
         """Lease up to ``limit`` due messages; a lease that ran out can be claimed again."""
 
     @abc.abstractmethod
-    async def finish_delivery(self, message_id: str, worker: str) -> Deleted:
-        """The message was delivered: remove it, its files and its outbox entry."""
-
-    @abc.abstractmethod
     async def retry_later(self, message_id: str, worker: str, due: datetime, error: str) -> bool:
         """Release the lease and try again at ``due``; False if the lease was lost."""
 

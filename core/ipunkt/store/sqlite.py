@@ -895,19 +895,6 @@ class SqliteStore(MessageStore):
 
         return await self._db.write(op)
 
-    async def finish_delivery(self, message_id: str, worker: str) -> Deleted:
-        def op(conn: sqlite3.Connection) -> Deleted:
-            row = conn.execute(
-                "SELECT m.* FROM message m JOIN outbox o ON o.message = m.id "
-                "WHERE m.direction = 'OUTGOING' AND m.message_id = ? AND o.lease_owner = ?",
-                (message_id, worker),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"{worker} holds no lease on message {message_id}")
-            return _delete_row(conn, row)
-
-        return await self._db.write(op)
-
     async def retry_later(self, message_id: str, worker: str, due: datetime, error: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             return conn.execute(
