@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from ipunkt.specs import SPECS_ENV, specs_folder
@@ -83,3 +86,23 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class Fagsystem:
+    """A client of one integration point's Next Move API, as a case-management system calls it
+    (for end-to-end tests through the sandbox: ``state`` is one of its organisations)."""
+
+    def __init__(self, session: aiohttp.ClientSession, state: Mapping[str, Any]) -> None:
+        self.session = session
+        self.url = state["url"]
+        self.number = state["organisation"]
+        self.auth = {"Authorization": aiohttp.encode_basic_auth(state["username"],
+                                                               state["password"])}
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """One request with the integration point's credentials; the body is read."""
+        headers = {**self.auth, **kwargs.pop("headers", {})}
+        response = await self.session.request(method, f"{self.url}{path}", headers=headers,
+                                              **kwargs)
+        await response.read()
+        return response

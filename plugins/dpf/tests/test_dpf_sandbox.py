@@ -22,7 +22,7 @@ from cryptography import x509
 from ipunkt.package.keys import organisation_number
 from ipunkt.plugins import load_plugins
 from ipunkt.sandbox import Sandbox
-from ipunkt.testing import free_port
+from ipunkt.testing import Fagsystem, free_port
 from ipunkt_dpf.fake.service import KS_ORGANISATION
 from ipunkt_dpf.sandbox import MUNICIPALITY
 from lxml import etree
@@ -33,22 +33,8 @@ NS = {"a": "http://www.arkivverket.no/standarder/noark5/arkivmelding"}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
-class Party:
+class Party(Fagsystem):
     """One sandbox integration point, as its fagsystem talks to it."""
-
-    def __init__(self, session: aiohttp.ClientSession, state: dict[str, Any]) -> None:
-        self.session = session
-        self.url = state["url"]
-        self.number = state["organisation"]
-        self.auth = {"Authorization": aiohttp.encode_basic_auth(state["username"],
-                                                               state["password"])}
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        headers = {**self.auth, **kwargs.pop("headers", {})}
-        response = await self.session.request(method, f"{self.url}{path}", headers=headers,
-                                              **kwargs)
-        await response.read()
-        return response
 
     async def send(self, receiver: str, files: dict[str, tuple[str, bytes]], *,
                    security_level: int = 3, answers: str | None = None) -> str:

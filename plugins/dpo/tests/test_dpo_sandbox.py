@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from ipunkt.plugins import load_plugins
 from ipunkt.sandbox import Sandbox
-from ipunkt.testing import free_port
+from ipunkt.testing import Fagsystem, free_port
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 RESPONSE = "urn:no:difi:profile:arkivmelding:response:ver1.0"
@@ -36,22 +36,8 @@ ARKIVMELDING_XML = """<?xml version="1.0" encoding="utf-8"?>
 PDF = b"%PDF-1.4\n% test document\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
-class Party:
+class Party(Fagsystem):
     """One sandbox integration point, as its fagsystem talks to it."""
-
-    def __init__(self, session: aiohttp.ClientSession, state: dict[str, Any]) -> None:
-        self.session = session
-        self.url = state["url"]
-        self.number = state["organisation"]
-        self.auth = {"Authorization": aiohttp.encode_basic_auth(state["username"],
-                                                               state["password"])}
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        headers = {**self.auth, **kwargs.pop("headers", {})}
-        response = await self.session.request(method, f"{self.url}{path}", headers=headers,
-                                              **kwargs)
-        await response.read()
-        return response
 
     async def send_arkivmelding(self, receiver: str, files: dict[str, tuple[str, bytes]],
                                 *, kind: str = "arkivmelding", body: dict | None = None,
