@@ -32,20 +32,19 @@ class Row:
     recovery_seconds: float | None = None
 
 
-def full_size() -> bool:
-    return os.environ.get(FULL_ENV) == "1"
-
-
-def size(small: int, full: int) -> int:
-    """The scenario's size: ``full`` under ``dev.py faults``, ``small`` in the normal run."""
-    return full if full_size() else small
+@pytest.fixture
+def size() -> Callable[[float, float], float]:
+    """``size(small, full)``: the scenario's size, ``full`` under ``dev.py faults``."""
+    return lambda small, full: full if os.environ.get(FULL_ENV) == "1" else small
 
 
 @pytest.fixture
-def report() -> Callable[[Row], None]:
-    """``report(Row(...))`` records the scenario's row (printed, and kept for the table)."""
+def report() -> Callable[..., None]:
+    """``report(scenario=..., messages=..., lost=..., duplicated=..., errors=...,
+    recovery_seconds=...)`` records the scenario's row (printed, and kept for the table)."""
 
-    def record(row: Row) -> None:
+    def record(**fields: object) -> None:
+        row = Row(**fields)  # type: ignore[arg-type]
         print("faults:", json.dumps(asdict(row)))
         target = os.environ.get(REPORT_ENV)
         if target:
