@@ -298,11 +298,16 @@ class Channel(abc.ABC):
 
     A channel that receives messages sets :attr:`incoming_poll_interval` and implements
     :meth:`poll_incoming`; one whose statuses must be fetched sets
-    :attr:`status_poll_interval` and implements :meth:`poll_statuses`.
+    :attr:`status_poll_interval` and implements :meth:`poll_statuses`; one that answers the
+    senders of incoming messages with statuses sets :attr:`replies` and implements
+    :meth:`send_reply`.
     """
 
     incoming_poll_interval: ClassVar[float | None] = None
     status_poll_interval: ClassVar[float | None] = None
+    replies: ClassVar[frozenset[ReceiptStatus]] = frozenset()
+    """The statuses whose reply :meth:`send_reply` sends to the senders of incoming messages
+    (DPO: MOTTATT and LEVERT, as the original)."""
 
     def __init__(self, context: ChannelContext) -> None:
         self.context = context
@@ -329,10 +334,14 @@ class Channel(abc.ABC):
         """
         return ()
 
-    async def delivered_to_client(self, message: Mapping[str, Any]) -> None:
-        """The fagsystem took this incoming message (its SBD): tell the sender if needed.
+    async def send_reply(self, message: Mapping[str, Any], status: ReceiptStatus) -> None:
+        """Tell the sender of this incoming message (its SBD) that it reached ``status``.
 
-        DPO sends a ``status`` LEVERT back, as the original does.
+        Called only for the statuses in :attr:`replies`: MOTTATT once the message is stored,
+        LEVERT once the fagsystem took it. The core queues each reply durably with the event
+        (in the same transaction) and calls this until it returns, so a reply may come twice
+        after a crash. Raise :class:`TransientError` to be called again later, or
+        :class:`PermanentError` to give the reply up.
         """
 
     async def start(self) -> None:

@@ -4,15 +4,17 @@ Each message's attempts follow a script read from its ``avtalt`` body's ``identi
 comma-separated steps, one per attempt, the last repeating: ``ok``, ``delivered`` (SENDT and
 LEVERT at once, as DPF reports), ``transient``, ``retry-after:N``, ``permanent``, ``slow:N``
 (then ok), ``hang`` (never answers), ``crash`` (an unexpected exception). The channel records
-every attempt and every message that arrived.
+every attempt and every message that arrived, and answers the senders of incoming messages
+with status replies (MOTTATT, LEVERT) as DPO does.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ipunkt.plugin import (
     Channel,
@@ -43,7 +45,10 @@ class Remote:
     polled: list[list[str]] = field(default_factory=list)
     inbox: list[IncomingMessage] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
-    delivered_to_client: list[str] = field(default_factory=list)
+    replies: list[tuple[str, str]] = field(default_factory=list)
+    """(message id, status) of each status reply sent to a sender."""
+    reply_failures: int = 0
+    """Replies to refuse with a transient error before sending any."""
 
 
 REMOTE = Remote()
@@ -57,6 +62,7 @@ def script_of(message: OutgoingMessage) -> list[str]:
 class ScriptedChannel(Channel):
     status_poll_interval = 0.05
     incoming_poll_interval = 0.05
+    replies = frozenset({ReceiptStatus.MOTTATT, ReceiptStatus.LEVERT})
 
     def __init__(self, context: ChannelContext) -> None:
         super().__init__(context)
@@ -105,10 +111,13 @@ class ScriptedChannel(Channel):
             self.remote.confirmed.append(str(message.sbd["standardBusinessDocumentHeader"]
                                              ["documentIdentification"]["instanceIdentifier"]))
 
-    async def delivered_to_client(self, message: dict) -> None:  # type: ignore[override]
+    async def send_reply(self, message: Mapping[str, Any], status: ReceiptStatus) -> None:
+        if self.remote.reply_failures > 0:
+            self.remote.reply_failures -= 1
+            raise TransientError("remote answered 503")
         header = message["standardBusinessDocumentHeader"]
-        self.remote.delivered_to_client.append(header["documentIdentification"]
-                                               ["instanceIdentifier"])
+        self.remote.replies.append((header["documentIdentification"]["instanceIdentifier"],
+                                    status.value))
 
 
 INFO = ChannelInfo(

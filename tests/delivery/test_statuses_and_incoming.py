@@ -127,8 +127,46 @@ async def test_incoming_message_is_stored_then_confirmed_and_duplicates_dropped(
     assert await popped.read() == b"PK asic bytes"
     deleted = await gateway.client.delete(f"/api/messages/in/{message_id}")
     assert deleted.status == 200
-    assert gateway.remote.delivered_to_client == [message_id]
     assert (await gateway.status_names(message_id))[-1] == "INNKOMMENDE_LEVERT"
+    await _replies(gateway, 2)
+    assert gateway.remote.replies == [(message_id, "MOTTATT"), (message_id, "LEVERT")]
+
+
+async def _replies(gateway, count: int) -> None:
+    for _ in range(200):
+        if len(gateway.remote.replies) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"replies sent: {gateway.remote.replies}")
+
+
+async def test_a_status_reply_that_fails_is_sent_later(make_gateway) -> None:
+    gateway = await make_gateway()
+    gateway.remote.reply_failures = 2
+    message_id = str(uuid.uuid4())
+    sbd = reply("avtalt", {"identifier": "x", "content": {}}, message_id=message_id)
+    gateway.remote.inbox.append(IncomingMessage(sbd, chunks(b"PK asic bytes")))
+    await _replies(gateway, 1)
+    assert gateway.remote.replies == [(message_id, "MOTTATT")]
+    assert gateway.remote.reply_failures == 0
+
+
+async def test_status_replies_survive_a_restart(make_gateway) -> None:
+    gateway = await make_gateway(retry_initial_seconds=1)
+    gateway.remote.reply_failures = 1
+    message_id = str(uuid.uuid4())
+    sbd = reply("avtalt", {"identifier": "x", "content": {}}, message_id=message_id)
+    gateway.remote.inbox.append(IncomingMessage(sbd, chunks(b"PK asic bytes")))
+    for _ in range(200):
+        if gateway.remote.reply_failures == 0:
+            break
+        await asyncio.sleep(0.02)
+    await gateway.client.close()
+    assert gateway.remote.replies == [], "the reply waits a second before its retry"
+
+    again = await make_gateway()
+    await _replies(again, 1)
+    assert again.remote.replies == [(message_id, "MOTTATT")]
 
 
 async def test_status_messages_update_the_conversation_and_are_not_queued(make_gateway) -> None:
@@ -141,6 +179,8 @@ async def test_status_messages_update_the_conversation_and_are_not_queued(make_g
     assert names == ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT"]
     page = await (await gateway.client.get("/api/messages/in")).json()
     assert page["content"] == []
+    await asyncio.sleep(0.2)
+    assert gateway.remote.replies == [], "a status is never answered"
 
 
 async def test_arkivmelding_receipts_make_the_original_lest_or_feil(make_gateway) -> None:

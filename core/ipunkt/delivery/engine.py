@@ -1,4 +1,5 @@
-"""The delivery engine: outbox workers, pollers, the lifetime sweeper and webhooks, together.
+"""The delivery engine: outbox workers, pollers, status replies, the lifetime sweeper and
+webhooks, together.
 
 It starts after the store and the channels, and stops before them: on SIGTERM the workers
 stop claiming, sends in flight get a grace period and are then released (they come back at
@@ -8,7 +9,6 @@ the next start), so that nothing accepted is lost.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from ipunkt.channels import ChannelSet
 from ipunkt.delivery.inbound import ChannelSink, IncomingPoller
 from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.outbox import Outbox
+from ipunkt.delivery.replies import ReplySender
 from ipunkt.delivery.settings import DeliverySettings, WebhookSettings
 from ipunkt.delivery.status_polling import StatusPoller
 from ipunkt.delivery.sweeper import LifetimeSweeper
@@ -29,7 +30,7 @@ from ipunkt.messages.incoming import IncomingMessages
 from ipunkt.messages.outgoing import OutgoingMessages
 from ipunkt.messages.statuses import StatusRules
 from ipunkt.sbd.times import now_oslo
-from ipunkt.store.base import MessageRecord, MessageStore
+from ipunkt.store.base import MessageStore
 
 log = structlog.get_logger(__name__)
 
@@ -58,12 +59,16 @@ class DeliveryEngine:
                                           clock=clock)
         self.outbox = Outbox(store, channels, router, rules, settings, self.metrics, clock=clock)
         self.sweeper = LifetimeSweeper(store, rules, settings.sweep_seconds, clock=clock)
+        self.replies = ReplySender(store, channels, settings, self.metrics, clock=clock)
+        self.grace_seconds = settings.shutdown_grace_seconds
         self.incoming_pollers: dict[str, IncomingPoller] = {}
         self.status_pollers: dict[str, StatusPoller] = {}
         for service, state in channels.states.items():
             channel = state.channel
             if channel is None:
                 continue
+            if channel.replies:
+                incoming.replies[service] = frozenset(channel.replies)
             sink = ChannelSink(service, store, incoming, rules, self.metrics, clock=clock)
             if channel.incoming_poll_interval is not None:
                 self.incoming_pollers[service] = IncomingPoller(service, channel, sink,
@@ -74,14 +79,14 @@ class DeliveryEngine:
                     clock=clock,
                 )
         outgoing.on_queued.append(lambda _message_id: self.outbox.nudge())
-        incoming.on_delivered.append(self._delivered_to_client)
+        incoming.on_reply_queued.append(self.replies.nudge)
         self._tasks: list[asyncio.Task[None]] = []
-        self._telling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "outbox": self.outbox.run(),
             "sweeper": self.sweeper.run(),
+            "replies": self.replies.run(),
             "webhooks": self.webhooks.run(),
         }
         for service, incoming in self.incoming_pollers.items():
@@ -93,32 +98,23 @@ class DeliveryEngine:
         log.info("delivery started", loops=sorted(loops))
 
     async def stop(self) -> None:
-        """Stop the pollers, let sends in flight finish or release them, then stop the rest."""
-        outbox_task = self._tasks[0] if self._tasks else None
-        for task in self._tasks[1:]:
+        """Stop the pollers, let sends and replies in flight finish or release them, then stop
+        the rest."""
+        finishing = {"outbox", "webhooks", "replies"}
+        for task in self._tasks:
+            if task.get_name() not in finishing:
+                task.cancel()
+        self.replies.stop()
+        await asyncio.gather(self.outbox.stop(), self.webhooks.stop())
+        replies = [task for task in self._tasks if task.get_name() == "replies"]
+        if replies:
+            await asyncio.wait(replies, timeout=self.grace_seconds)
+        for task in self._tasks:
             if task.get_name() != "webhooks":
                 task.cancel()
-        await asyncio.gather(self.outbox.stop(), self.webhooks.stop(), *self._telling)
-        if outbox_task is not None:
-            outbox_task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         log.info("delivery stopped")
-
-    async def _delivered_to_client(self, record: MessageRecord) -> None:
-        """Let the channel tell the sender (DPO sends a ``status`` LEVERT back).
-
-        It runs beside the client's DELETE rather than inside it, so that the client is not
-        kept waiting on the remote side; stopping the engine waits for those still running.
-        """
-        state = self.channels.states.get(record.service)
-        if state is None or state.channel is None:
-            return
-        task = asyncio.create_task(_logged(
-            "delivered to client", state.channel.delivered_to_client(json.loads(record.sbd))
-        ))
-        self._telling.add(task)
-        task.add_done_callback(self._telling.discard)
 
 
 async def _logged(name: str, loop: Coroutine[Any, Any, None]) -> None:

@@ -54,6 +54,10 @@ class Metrics:
             "ipunkt_statuses", "Statuses learned from channels", ["channel", "status"],
             registry=self.registry,
         )
+        self.replies = Counter(
+            "ipunkt_status_replies", "Status replies to senders by outcome (sent, retry, refused)",
+            ["channel", "outcome"], registry=self.registry,
+        )
         self.poll_errors = Counter(
             "ipunkt_poll_errors", "Failed polls of a channel (incoming or status)",
             ["channel", "poll"], registry=self.registry,

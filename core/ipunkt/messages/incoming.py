@@ -3,12 +3,14 @@
 A message a channel delivers is stored (its ASiC-E sealed to disk first) before the channel may
 confirm it; a message id already stored is dropped. The client peeks (locking the oldest
 message for ``lock_timeout``), pops the ASiC-E as a stream, and deletes the message to confirm
-it, which registers INNKOMMENDE_LEVERT and lets the channel tell the sender.
+it, which registers INNKOMMENDE_LEVERT. Where the channel answers senders (``replies``: DPO's
+MOTTATT and LEVERT), the reply is queued in the same transaction as the store or the delete, so
+that a crash cannot lose it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,8 +31,8 @@ from ipunkt.store.encryption import DecryptionError
 
 log = structlog.get_logger(__name__)
 
-Delivered = Callable[[store.MessageRecord], Awaitable[None]]
-"""Called after a client confirmed (deleted) an incoming message."""
+NO_REPLY_TYPES = frozenset({"status"})
+"""Message types never answered with a status reply (a status answering a status would loop)."""
 
 
 @dataclass
@@ -51,7 +53,6 @@ class IncomingMessages:
         lock_timeout: timedelta = timedelta(minutes=5),
         default_ttl: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = now_oslo,
-        on_delivered: Sequence[Delivered] = (),
         key: OrganisationKey | None = None,
     ) -> None:
         self.key = key
@@ -61,7 +62,9 @@ class IncomingMessages:
         self.lock_timeout = lock_timeout
         self.default_ttl = default_ttl
         self.clock = clock
-        self.on_delivered = list(on_delivered)
+        self.replies: dict[str, frozenset[ReceiptStatus]] = {}
+        """Which status replies each channel (by service) sends the senders of its messages."""
+        self.on_reply_queued: list[Callable[[], None]] = []
 
     async def receive(
         self, sbd: StandardBusinessDocument, service: str,
@@ -93,6 +96,7 @@ class IncomingMessages:
                 rules.change(ReceiptStatus.OPPRETTET, now, service),
                 extra_statuses=[rules.change(ReceiptStatus.INNKOMMENDE_MOTTATT, now, service)],
                 asic=(blob.blob_id, blob.size) if blob else None,
+                reply=self._reply(service, new.message_type, ReceiptStatus.MOTTATT),
             )
         except BaseException:
             if blob:
@@ -106,6 +110,7 @@ class IncomingMessages:
             return False
         log.info("incoming message stored", message_id=new.message_id,
                  conversation_id=new.conversation_id, channel=service)
+        self._replies_queued()
         return True
 
     async def find(self, where: store.MessageFilter,
@@ -156,10 +161,14 @@ class IncomingMessages:
     async def delete(self, message_id: str) -> store.MessageRecord:
         """Confirm a locked message: delete it and register INNKOMMENDE_LEVERT."""
         now = self.clock()
+        record = await self.store.message(store.Direction.INCOMING, message_id)
+        if record is None:
+            raise errors.MessageNotFound(message_id)
         try:
             delivered = await self.store.delete_locked(
-                message_id, now, self.statuses.rules.change(
-                    ReceiptStatus.INNKOMMENDE_LEVERT, now, await self._service(message_id)),
+                message_id, now,
+                self.statuses.rules.change(ReceiptStatus.INNKOMMENDE_LEVERT, now, record.service),
+                reply=self._reply(record.service, record.message_type, ReceiptStatus.LEVERT),
             )
         except store.NotFound:
             raise errors.MessageNotFound(message_id) from None
@@ -167,19 +176,21 @@ class IncomingMessages:
             raise errors.MessageNotLocked(message_id) from None
         await self.store.blobs.delete(delivered.blob_ids)
         assert delivered.message is not None
-        for hook in self.on_delivered:
-            try:
-                await hook(delivered.message)
-            except Exception:
-                log.exception("delivered hook failed", message_id=message_id)
+        self._replies_queued()
         structlog.contextvars.bind_contextvars(message_id=message_id,
                                                channel=delivered.message.service)
         log.debug("incoming message delivered to the client")
         return delivered.message
 
-    async def _service(self, message_id: str) -> str:
-        record = await self.store.message(store.Direction.INCOMING, message_id)
-        return record.service if record else ""
+    def _reply(self, service: str, message_type: str, status: ReceiptStatus) -> str | None:
+        """The status reply to queue with this event, if the channel sends one."""
+        if message_type in NO_REPLY_TYPES or status not in self.replies.get(service, ()):
+            return None
+        return status.value
+
+    def _replies_queued(self) -> None:
+        for nudge in self.on_reply_queued:
+            nudge()
 
     async def _locked(self, message_id: str) -> store.MessageRecord:
         record = await self.store.message(store.Direction.INCOMING, message_id)

@@ -264,6 +264,19 @@ class OutboxClaim:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class ReplyClaim:
+    """A status reply owed to the sender of an incoming message, leased by the reply sender."""
+
+    id: int
+    service: str
+    message_id: str
+    status: str
+    sbd: str
+    """The incoming message's SBD (JSON text) that the reply answers."""
+    attempts: int
+
+
 # --- filters ---------------------------------------------------------------------------------
 
 
@@ -349,6 +362,7 @@ class MessageStore(abc.ABC):
         queue_at: datetime | None = None,
         extra_statuses: Sequence[StatusChange] = (),
         asic: tuple[str, int] | None = None,
+        reply: str | None = None,
     ) -> int | None:
         """Store a message and its conversation with its first statuses, atomically.
 
@@ -358,7 +372,8 @@ class MessageStore(abc.ABC):
         or by a conversation when ``unique_conversation``). Incoming: a duplicate message id
         is dropped and None returned. ``files`` and ``queue_at`` (enqueue for delivery) let
         a create-and-send be one transaction; ``asic`` is an incoming message's sealed ASiC-E
-        (blob id and size).
+        (blob id and size); ``reply`` queues that status reply to its sender (MOTTATT) in the
+        same transaction, when the incoming message is new.
         """
 
     @abc.abstractmethod
@@ -406,9 +421,11 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_locked(
-        self, message_id: str, now: datetime, delivered: StatusChange
+        self, message_id: str, now: datetime, delivered: StatusChange, *,
+        reply: str | None = None,
     ) -> Deleted:
-        """Delete a locked incoming message and register ``delivered``, atomically.
+        """Delete a locked incoming message and register ``delivered``, atomically; ``reply``
+        queues that status reply to its sender (LEVERT) in the same transaction.
 
         Raises :class:`NotFound` or :class:`NotLocked`.
         """
@@ -490,6 +507,22 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def outbox_depth(self) -> dict[str, int]:
         """Queued outgoing messages per service."""
+
+    # -- status replies owed to senders -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_replies(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ReplyClaim]:
+        """Lease up to ``limit`` due status replies; a lease that ran out can be claimed again."""
+
+    @abc.abstractmethod
+    async def reply_sent(self, reply_id: int) -> None:
+        """The channel sent the reply (or will never): forget it."""
+
+    @abc.abstractmethod
+    async def retry_reply(self, reply_id: int, due: datetime, error: str) -> None:
+        """Release the reply's lease and try again at ``due``."""
 
     # -- status polling and lifetime ---------------------------------------------------------
 

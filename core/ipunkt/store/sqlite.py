@@ -49,6 +49,7 @@ from ipunkt.store.base import (
     OutboxClaim,
     Page,
     PageRequest,
+    ReplyClaim,
     StatusChange,
     StatusFilter,
     StatusRecord,
@@ -530,6 +531,7 @@ class SqliteStore(MessageStore):
         queue_at: datetime | None = None,
         extra_statuses: Sequence[StatusChange] = (),
         asic: tuple[str, int] | None = None,
+        reply: str | None = None,
     ) -> int | None:
         incoming = message.direction is Direction.INCOMING
         # Conversations of this message id that block it: an incoming message is dropped when
@@ -591,6 +593,8 @@ class SqliteStore(MessageStore):
                 ).lastrowid
             for change in (created, *extra_statuses):
                 _register(conn, conv_id, change)
+            if reply is not None:
+                _queue_reply(conn, message.service, message.message_id, reply, message.sbd, now)
             return int(conv_id)
 
         return await self._db.write(op)
@@ -723,7 +727,8 @@ class SqliteStore(MessageStore):
         return await self._db.write(op)
 
     async def delete_locked(
-        self, message_id: str, now: datetime, delivered: StatusChange
+        self, message_id: str, now: datetime, delivered: StatusChange, *,
+        reply: str | None = None,
     ) -> Deleted:
         def op(conn: sqlite3.Connection) -> Deleted:
             row = conn.execute(
@@ -741,6 +746,8 @@ class SqliteStore(MessageStore):
             ).fetchone()
             if conv is not None:
                 _register(conn, conv["id"], delivered)
+            if reply is not None:
+                _queue_reply(conn, row["service"], message_id, reply, row["sbd"], _us(now))
             return deleted
 
         return await self._db.write(op)
@@ -1160,7 +1167,45 @@ class SqliteStore(MessageStore):
 
         await self._db.write(op)
 
+    # -- status replies owed to senders -------------------------------------------------------
+
+    async def claim_replies(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ReplyClaim]:
+        def op(conn: sqlite3.Connection) -> list[ReplyClaim]:
+            rows = conn.execute(
+                "UPDATE reply_outbox SET lease_until = ?, attempts = attempts + 1 "
+                "WHERE id IN (SELECT id FROM reply_outbox WHERE due_at <= ? AND "
+                "(lease_until IS NULL OR lease_until <= ?) ORDER BY due_at, id LIMIT ?) "
+                "RETURNING id, service, message_id, status, sbd, attempts",
+                (_us(lease_until), _us(now), _us(now), limit),
+            ).fetchall()
+            return [ReplyClaim(r["id"], r["service"], r["message_id"], r["status"], r["sbd"],
+                               r["attempts"]) for r in sorted(rows, key=lambda r: r["id"])]
+
+        return await self._db.write(op)
+
+    async def reply_sent(self, reply_id: int) -> None:
+        await self._db.write(
+            lambda conn: conn.execute("DELETE FROM reply_outbox WHERE id = ?", (reply_id,))
+        )
+
+    async def retry_reply(self, reply_id: int, due: datetime, error: str) -> None:
+        await self._db.write(lambda conn: conn.execute(
+            "UPDATE reply_outbox SET due_at = ?, lease_until = NULL, last_error = ? "
+            "WHERE id = ?", (_us(due), error, reply_id)))
+
+
 # --- helpers run on the writer thread ------------------------------------------------------------
+
+
+def _queue_reply(conn: sqlite3.Connection, service: str, message_id: str, status: str,
+                 sbd: str, due: int) -> None:
+    conn.execute(
+        "INSERT INTO reply_outbox (service, message_id, status, sbd, due_at) "
+        "VALUES (?,?,?,?,?) ON CONFLICT (service, message_id, status) DO NOTHING",
+        (service, message_id, status, sbd, due),
+    )
 
 
 def _insert_file(conn: sqlite3.Connection, message: int, number: int, file: NewFile) -> FileRecord:

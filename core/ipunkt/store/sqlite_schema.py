@@ -131,4 +131,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX webhook_outbox_by_due ON webhook_outbox (due_at, id);
     """,
+    # 3: status replies a channel owes the sender (DPO's MOTTATT and LEVERT), kept until sent
+    """
+    CREATE TABLE reply_outbox (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        sbd TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER,
+        last_error TEXT,
+        UNIQUE (service, message_id, status)
+    );
+    CREATE INDEX reply_outbox_by_due ON reply_outbox (due_at, id);
+    """,
 )

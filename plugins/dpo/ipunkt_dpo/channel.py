@@ -12,8 +12,8 @@ Receiving: for our organisation and each reportee, list the Published transfers 
 recipient status is still Initialized, keep those of our message channel, oldest first; for
 each, stream the download into the core's sink (which stores it durably) and only then confirm
 the download. A file that is not a usable ``sbd.zip`` is confirmed and discarded, with the
-reason in the log. A stored message is answered with a ``status`` MOTTATT, and
-:meth:`DPOChannel.delivered_to_client` answers LEVERT.
+reason in the log. The core queues a ``status`` MOTTATT reply when it stores a message and
+LEVERT when its client took it, durably, and hands each to :meth:`DPOChannel.send_reply`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ class DPOChannel(Channel):
     """The ``DPO`` channel over the Altinn 3 broker."""
 
     incoming_poll_interval: ClassVar[float | None] = 15.0
+    replies: ClassVar[frozenset[ReceiptStatus]] = frozenset(
+        {ReceiptStatus.MOTTATT, ReceiptStatus.LEVERT}
+    )
 
     def __init__(self, context: ChannelContext) -> None:
         super().__init__(context)
@@ -109,8 +112,6 @@ class DPOChannel(Channel):
         """reference -> transfer id, for sends whose transfer exists but whose upload failed."""
         self._uncertain: set[str] = set()
         """References whose initialize went unanswered: the transfer may exist."""
-        self._replies: list[dict[str, Any]] = []
-        """Status replies that could not be sent yet; tried again at the next poll."""
         self._untaken: set[tuple[str, str]] = set()
         """(organisation, transfer id) of files whose taking failed; tried at the next poll."""
         self._next_sweep: float | None = None
@@ -361,7 +362,6 @@ class DPOChannel(Channel):
     # -- receiving ----------------------------------------------------------------------------
 
     async def poll_incoming(self, sink: IncomingSink) -> None:
-        await self._send_pending_replies()
         sweep = self._next_sweep is None or time.monotonic() >= self._next_sweep
         failures: list[str] = []
         for organisation in self.organisations:
@@ -533,43 +533,13 @@ class DPOChannel(Channel):
                     log.warning("dpo: the stored file has a damaged end", reason=str(exc))
         await self.client.confirm_download(organisation, transfer_id)
         log.info("dpo: file taken", stored=stored is not None, new=new)
-        if stored is not None and new and sbd_header.document_type(stored) != "status":
-            await self._reply(stored, ReceiptStatus.MOTTATT, queue_on_failure=True)
 
     # -- status replies -----------------------------------------------------------------------
 
-    async def delivered_to_client(self, message: Mapping[str, Any]) -> None:
-        if sbd_header.document_type(message) == status_messages.STATUS_TYPE:
-            return
-        await self._reply(message, ReceiptStatus.LEVERT, queue_on_failure=False)
-
-    async def _reply(
-        self, original: Mapping[str, Any], status: ReceiptStatus, *, queue_on_failure: bool
-    ) -> None:
-        reply = status_messages.status_reply(original, status)
+    async def send_reply(self, message: Mapping[str, Any], status: ReceiptStatus) -> None:
+        """Send the ``status`` reply (MOTTATT or LEVERT) to the sender of ``message``."""
         try:
-            await self._send_sbd(reply, (), service_record=None, attempt=1)
-        except ChannelError as exc:
-            if not queue_on_failure:
-                raise
-            self.log.warning(
-                "dpo: status reply failed; trying again at the next poll",
-                message_id=sbd_header.message_id(original),
-                status=status.value,
-                error=str(exc),
-            )
-            self._replies.append(reply)
-
-    async def _send_pending_replies(self) -> None:
-        pending, self._replies = self._replies, []
-        for reply in pending:
-            try:
-                await self._send_sbd(reply, (), service_record=None, attempt=1)
-            except TransientError:
-                self._replies.append(reply)
-            except ChannelError as exc:
-                self.log.warning(
-                    "dpo: dropping a status reply the broker refuses",
-                    message_id=sbd_header.message_id(reply),
-                    error=str(exc),
-                )
+            reply = status_messages.status_reply(message, status)
+        except ValueError as exc:
+            raise PermanentError(f"no status reply can answer this message: {exc}") from exc
+        await self._send_sbd(reply, (), service_record=None, attempt=1)

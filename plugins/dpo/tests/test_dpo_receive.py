@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 from ipunkt.package.seal import open_package
-from ipunkt.plugin import TransientError
+from ipunkt.plugin import PermanentError, ReceiptStatus, TransientError
 from ipunkt_dpo.fake import Fault, FaultKind
 
 ARKIVMELDING = b"<arkivmelding>saksmappe</arkivmelding>"
@@ -30,7 +30,7 @@ def _recipient_status(world: Any, transfer_id: str, organisation: str) -> str:
     return world.broker.transfers[transfer_id].recipient_status(f"0192:{organisation}").value
 
 
-async def test_a_message_reaches_b_sealed_and_mottatt_comes_back(
+async def test_a_message_reaches_b_sealed_and_its_mottatt_reply_comes_back(
     world: Any, kit: Any, make_sink: Any, tmp_path: Path
 ) -> None:
     a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
@@ -51,7 +51,9 @@ async def test_a_message_reaches_b_sealed_and_mottatt_comes_back(
     assert (tmp_path / "out" / "arkivmelding.xml").read_bytes() == ARKIVMELDING
     assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
     assert world.broker.transfers[transfer_id].status.value == "AllConfirmedDownloaded"
+    assert len(world.broker.transfers) == 1, "the core, not the poll, sends the reply"
 
+    await b.send_reply(received, ReceiptStatus.MOTTATT)
     a_sink = make_sink()
     await a.poll_incoming(a_sink)
     [(reply, payload)] = a_sink.received
@@ -72,13 +74,16 @@ async def test_a_message_reaches_b_sealed_and_mottatt_comes_back(
     assert len(world.broker.transfers) == 2, "a status message is not answered"
 
 
-async def test_delivered_to_client_sends_levert(world: Any, kit: Any, make_sink: Any) -> None:
+async def test_replies_mottatt_and_levert_are_separate_sends(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
     a, b = await world.channel(kit.ORG_A), await world.channel(kit.ORG_B)
     message = await _send(world, kit, a, kit.ORG_A, kit.ORG_B)
     b_sink = make_sink()
     await b.poll_incoming(b_sink)
 
-    await b.delivered_to_client(b_sink.received[0][0])
+    await b.send_reply(b_sink.received[0][0], ReceiptStatus.MOTTATT)
+    await b.send_reply(b_sink.received[0][0], ReceiptStatus.LEVERT)
 
     a_sink = make_sink()
     await a.poll_incoming(a_sink)
@@ -87,9 +92,17 @@ async def test_delivered_to_client_sends_levert(world: Any, kit: Any, make_sink:
         s["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
         for s, _ in a_sink.received
     } == {message.message_id}
-    before = len(world.broker.transfers)
-    await a.delivered_to_client(a_sink.received[0][0])
-    assert len(world.broker.transfers) == before, "a status is never answered with LEVERT"
+
+
+async def test_a_reply_to_a_message_without_parties_is_given_up(
+    world: Any, kit: Any
+) -> None:
+    b = await world.channel(kit.ORG_B)
+    sbd = kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}")
+    del sbd["standardBusinessDocumentHeader"]["sender"]
+
+    with pytest.raises(PermanentError, match="no status reply"):
+        await b.send_reply(sbd, ReceiptStatus.LEVERT)
 
 
 async def test_nothing_is_confirmed_before_the_sink_has_stored_it(
@@ -316,8 +329,6 @@ async def test_a_duplicate_is_confirmed_but_handed_on_once(
     assert len(sink.received) == 1
     assert _recipient_status(world, first, kit.ORG_B) == "DownloadConfirmed"
     assert _recipient_status(world, second, kit.ORG_B) == "DownloadConfirmed"
-    replies = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.ORG_B}"]
-    assert len(replies) == 1, "MOTTATT once, for the message that was new"
 
 
 async def test_oldest_first(world: Any, kit: Any, make_sink: Any) -> None:
@@ -377,7 +388,9 @@ async def test_the_status_reply_goes_back_on_the_message_channel(
     a_plain = await world.channel(kit.ORG_A)
     b = await world.channel(kit.ORG_B)
     await _send(world, kit, a_channel, kit.ORG_A, kit.ORG_B, extra_scopes=[channel_scope])
-    await b.poll_incoming(make_sink())
+    b_sink = make_sink()
+    await b.poll_incoming(b_sink)
+    await b.send_reply(b_sink.received[0][0], ReceiptStatus.MOTTATT)
 
     reply = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.ORG_B}"]
     assert [t.reference for t in reply] == ["saksbehandling"]
@@ -403,6 +416,7 @@ async def test_files_for_a_reportee_are_taken_with_its_system_user(
     [(sbd, _)] = sink.received
     assert sbd == message.sbd
     assert ((("altinn:broker.read",), kit.REPORTEE)) in world.tokens[kit.ORG_A].calls
+    await a.send_reply(sbd, ReceiptStatus.MOTTATT)
     [reply] = [t for t in world.broker.transfers.values() if t.sender == f"0192:{kit.REPORTEE}"]
     assert reply.recipients == [f"0192:{kit.ORG_B}"]
     b_sink = make_sink()
