@@ -13,9 +13,8 @@ from datetime import datetime, time, timedelta
 
 import structlog
 from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
 
-from ipunkt.api import openapi, queries, render
+from ipunkt.api import bodies, openapi, queries, render
 from ipunkt.api.content_disposition import ContentDisposition, ContentDispositionError
 from ipunkt.api.content_disposition import parse as parse_disposition
 from ipunkt.api.http import SPRING_HEADERS, answer, empty, nextmove_middleware
@@ -54,7 +53,6 @@ log = structlog.get_logger(__name__)
 ASICE = "application/vnd.etsi.asic-e+zip"
 MAX_SBD_BYTES = 10 * 1024 * 1024
 MULTIPART_REQUEST_LIMIT = 500 * 1024 * 1024
-READ_CHUNK = 256 * 1024
 LAST_UPDATE_ALIASES = {"lastUpdated": "lastUpdate"}
 
 
@@ -187,6 +185,7 @@ async def create_message(request: web.Request) -> web.Response:
 
 async def create_and_send(request: web.Request) -> web.Response:
     services = _services(request)
+    bodies.require_multipart(request)
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as exc:
@@ -198,7 +197,7 @@ async def create_and_send(request: web.Request) -> web.Response:
         while True:
             try:
                 part = await reader.next()
-            except (ValueError, HttpProcessingError) as exc:  # a malformed part header
+            except (ValueError, *bodies.UNREADABLE) as exc:  # a malformed part header
                 raise errors.MessageNotReadable(f"A part is malformed: {exc}") from None
             if part is None:
                 break
@@ -207,7 +206,7 @@ async def create_and_send(request: web.Request) -> web.Response:
             disposition = _disposition(part.headers.get("Content-Disposition", ""), required=False)
             name = disposition.name if disposition else None
             if name == "sbd":
-                sbd = _parse_sbd(await _read_limited(part, MAX_SBD_BYTES))
+                sbd = _parse_sbd(await bodies.read_limited(part, MAX_SBD_BYTES, "The SBD"))
                 continue
             if disposition is None or disposition.filename is None:
                 continue
@@ -215,7 +214,7 @@ async def create_and_send(request: web.Request) -> web.Response:
                 filename=disposition.filename,
                 mime_type=part.headers.get("Content-Type"),
                 title=name,
-                chunks=_part_chunks(part),
+                chunks=bodies.chunks(part),
             ))
             staged.append(file)
             total += file.size
@@ -267,7 +266,7 @@ async def upload_file(request: web.Request) -> web.Response:
         filename=disposition.filename,
         mime_type=request.headers.get("Content-Type"),
         title=title,
-        chunks=request.content.iter_chunked(READ_CHUNK),
+        chunks=bodies.chunks(request.content),
         declared_size=request.content_length,
     ))
     return empty()
@@ -464,9 +463,7 @@ def _conversation_id(request: web.Request) -> int:
 
 
 async def _sbd_body(request: web.Request) -> StandardBusinessDocument:
-    if request.content_length is not None and request.content_length > MAX_SBD_BYTES:
-        raise errors.MessageNotReadable(f"The SBD is larger than {MAX_SBD_BYTES} bytes")
-    return _parse_sbd(await _read_limited(request.content, MAX_SBD_BYTES))
+    return _parse_sbd(await bodies.read_json(request, MAX_SBD_BYTES, "The SBD"))
 
 
 def _parse_sbd(raw: bytes) -> StandardBusinessDocument:
@@ -478,21 +475,6 @@ def _parse_sbd(raw: bytes) -> StandardBusinessDocument:
         raise errors.MessageNotReadable(str(exc)) from None
     except SbdInvalid as exc:
         raise errors.ConstraintViolation(exc.violations) from None
-
-
-async def _read_limited(source: object, limit: int) -> bytes:
-    data = bytearray()
-    read = source.read_chunk if isinstance(source, BodyPartReader) else source.readany  # type: ignore[attr-defined]
-    while chunk := await read():
-        data += chunk
-        if len(data) > limit:
-            raise errors.MessageNotReadable(f"The SBD is larger than {limit} bytes")
-    return bytes(data)
-
-
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ_CHUNK):
-        yield chunk
 
 
 def _disposition(header: str, *, required: bool) -> ContentDisposition | None:

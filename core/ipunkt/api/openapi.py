@@ -176,7 +176,7 @@ def _paths(basic_auth: bool) -> Json:
         "/api/messages/out": {
             "post": op("createMessage", "Create a message from an SBD; defaults are filled in.",
                        {"200": _ok("The stored SBD.", sbd)}, tag=out, body=sbd_body,
-                       errors=(400, 503)),
+                       errors=(400, 415, 503)),
             "get": op("findOutgoingMessages", "Messages created and not yet delivered.",
                       {"200": _ok("A page of SBDs.", _schema("PageOfStandardBusinessDocument"))},
                       tag=out, parameters=[*out_filters, *PAGING]),
@@ -185,7 +185,7 @@ def _paths(basic_auth: bool) -> Json:
             "post": op(
                 "createAndSendMessage",
                 "Create and send in one call: the part sbd and a part per file (5 MiB each).",
-                {"200": _ok("The stored SBD.", sbd)}, tag=out, errors=(400, 503),
+                {"200": _ok("The stored SBD.", sbd)}, tag=out, errors=(400, 415, 503),
                 body={"required": True, "content": {"multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -363,7 +363,7 @@ def _paths(basic_auth: bool) -> Json:
             "post": op("createSubscription",
                        "Subscribe a push endpoint (pinged first) to status events.",
                        {"200": _ok("The subscription.", _schema("Subscription"))},
-                       tag=subscriptions,
+                       tag=subscriptions, errors=(400, 415),
                        body={"required": True, "content": _json(_schema("SubscriptionRequest"))}),
             "delete": op("deleteAllSubscriptions", "Delete every subscription.",
                          {"200": EMPTY}, tag=subscriptions),
@@ -374,7 +374,7 @@ def _paths(basic_auth: bool) -> Json:
                       {"200": _ok("The subscription.", _schema("Subscription"))},
                       tag=subscriptions, errors=(400, 404)),
             "put": op("updateSubscription", "Replace the fields given.", {"200": EMPTY},
-                      tag=subscriptions, errors=(400, 404),
+                      tag=subscriptions, errors=(400, 404, 415),
                       body={"required": True, "content": _json(_schema("SubscriptionRequest"))}),
             "delete": op("deleteSubscription", "Delete a subscription.", {"200": EMPTY},
                          tag=subscriptions, errors=(400, 404)),
@@ -445,6 +445,7 @@ def _responses() -> Json:
             "content": _json(_schema("Error")),
         },
         "Error404": _error_response("Not found."),
+        "Error415": _error_response("The body's Content-Type is not one the operation reads."),
         "Error500": _error_response("A stored file could not be read or written."),
         "Error503": _error_response("No lookup source can answer now; worth retrying."),
         "Error": _error_response("Any other failure, in the same body."),

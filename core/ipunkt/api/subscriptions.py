@@ -8,17 +8,18 @@ bodies) that :func:`ipunkt.api.nextmove.setup` installs covers these routes too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from ipunkt.api import bodies
 from ipunkt.api.http import answer, empty
 from ipunkt.api.paging import page_json, page_request
 from ipunkt.api.queries import java_long
 from ipunkt.messages.errors import BadParameter, MessageNotReadable
 from ipunkt.messages.subscriptions import SUBSCRIPTION_SORTS, Subscriptions
+from ipunkt.sbd import strict_json
 from ipunkt.store.base import SubscriptionRecord
 
 SUBSCRIPTIONS = web.AppKey("subscriptions", Subscriptions)
@@ -95,16 +96,10 @@ def _id(request: web.Request) -> int:
 
 
 async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise MessageNotReadable(f"The subscription is larger than {MAX_BODY_BYTES} bytes")
-    raw = bytearray()
-    while chunk := await request.content.readany():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise MessageNotReadable(f"The subscription is larger than {MAX_BODY_BYTES} bytes")
+    raw = await bodies.read_json(request, MAX_BODY_BYTES, "The subscription")
     if not raw.strip():
         raise MessageNotReadable("Required request body is missing")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return strict_json.loads(raw)
+    except strict_json.JsonError as exc:
         raise MessageNotReadable(f"JSON parse error: {exc}") from None

@@ -28,6 +28,16 @@ class MessageNotReadable(ApiError):
     exception = "org.springframework.http.converter.HttpMessageNotReadableException"
 
 
+class UnsupportedMediaType(ApiError):
+    """A body sent as something other than what the operation reads (JSON, or multipart)."""
+
+    status = 415
+    exception = "org.springframework.web.HttpMediaTypeNotSupportedException"
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(f"Content-Type '{content_type}' is not supported")
+
+
 class BadParameter(ApiError):
     """A query parameter that cannot be understood."""
 
@@ -139,6 +149,14 @@ class MultiplePrimaryDocumentsNotAllowed(ApiError):
 class DuplicateFilename(ApiError):
     def __init__(self, filenames: str) -> None:
         super().__init__(f"Filename already exists in message: {filenames}.")
+
+
+class InvalidFilename(ApiError):
+    """A file name that the ASiC-E, or the receiver's file system, cannot take safely."""
+
+    def __init__(self, filename: str, problem: str) -> None:
+        shown = filename if len(filename) <= 100 else filename[:100] + "..."
+        super().__init__(f"The file name '{shown}' cannot be used: {problem}")
 
 
 class MaxFileSizeExceeded(ApiError):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from ipunkt.messages import errors
+from ipunkt.messages import errors, filenames
 from ipunkt.messages.arkivmelding import FILENAME as ARKIVMELDING_XML
 from ipunkt.messages.arkivmelding import ArkivmeldingError, ArkivmeldingSummary, summarise
 from ipunkt.messages.parties import (
@@ -349,6 +349,9 @@ class OutgoingMessages:
 
     @staticmethod
     def _staged_meta(upload: Upload) -> StagedFile:
+        bad_name = filenames.problem(upload.filename)
+        if bad_name is not None:
+            raise errors.InvalidFilename(upload.filename, bad_name)
         mime = (upload.mime_type or "").strip()
         if not mime or mime.split(";")[0].strip().lower() == OCTET_STREAM:
             mime = mimetypes.guess_type(upload.filename)[0] or OCTET_STREAM

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ipunkt import jackson
+from ipunkt.sbd import strict_json
 from ipunkt.sbd.model import BusinessMessage, Header, ScopeType, message_type
 from ipunkt.sbd.times import TimeFormatError
 from ipunkt.sbd.violations import SbdInvalid, Violation, path
@@ -116,11 +117,9 @@ class StandardBusinessDocument:
 def parse_sbd_text(text: str | bytes) -> StandardBusinessDocument:
     """Parse SBD JSON; :class:`SbdFormatError` if not JSON, :class:`SbdInvalid` if mistyped."""
     try:
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = strict_json.loads(text)
+    except strict_json.JsonError as exc:
         raise SbdFormatError(f"JSON parse error: {exc}") from None
-    except RecursionError:
-        raise SbdFormatError("JSON parse error: nested too deeply") from None
     return parse_sbd(data)
 
 

@@ -1,0 +1,71 @@
+"""Reading request bodies: JSON by its type and within a size, files as a stream.
+
+A body sent as another type than the operation reads is answered 415, as Spring answers it; a
+missing Content-Type is read as the operation's own (liberal reading). A body that cannot be
+read at all, because its Content-Encoding does not decode or the client went away half-way, is
+the client's malformed request (400), never the server's error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ipunkt.messages import errors
+
+READ_CHUNK = 256 * 1024
+UNREADABLE = (web.RequestPayloadError, HttpProcessingError, ConnectionResetError)
+"""What reading a body raises when the bytes cannot be had: a broken encoding, a lost client."""
+
+
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared JSON (``application/json`` or ``+json``), or undeclared."""
+    if "Content-Type" not in request.headers:
+        return
+    kind = request.content_type
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise errors.UnsupportedMediaType(request.headers["Content-Type"])
+
+
+def require_multipart(request: web.Request) -> None:
+    """415 unless the body is declared ``multipart/...``, or undeclared."""
+    if "Content-Type" in request.headers and not request.content_type.startswith("multipart/"):
+        raise errors.UnsupportedMediaType(request.headers["Content-Type"])
+
+
+async def read_json(request: web.Request, limit: int, what: str) -> bytes:
+    """The JSON body's bytes, refused unread when its declared length passes ``limit``."""
+    require_json(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.MessageNotReadable(f"{what} is larger than {limit} bytes")
+    return await read_limited(request.content, limit, what)
+
+
+async def read_limited(source: StreamReader | BodyPartReader, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of a body or part; refused as soon as it passes them."""
+    data = bytearray()
+    async for chunk in chunks(source):
+        data += chunk
+        if len(data) > limit:
+            raise errors.MessageNotReadable(f"{what} is larger than {limit} bytes")
+    return bytes(data)
+
+
+async def chunks(source: StreamReader | BodyPartReader) -> AsyncIterator[bytes]:
+    """A body or part as it arrives, in chunks of at most :data:`READ_CHUNK` bytes."""
+    while True:
+        try:
+            chunk = await _read(source)
+        except UNREADABLE as exc:
+            raise errors.MessageNotReadable(f"The request body could not be read: {exc}") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _read(source: StreamReader | BodyPartReader) -> bytes:
+    if isinstance(source, BodyPartReader):
+        return await source.read_chunk(READ_CHUNK)
+    return await source.read(READ_CHUNK)
