@@ -197,7 +197,7 @@ async def create_and_send(request: web.Request) -> web.Response:
         while True:
             try:
                 part = await reader.next()
-            except (ValueError, *bodies.UNREADABLE) as exc:  # a malformed part header
+            except (ValueError, *bodies.UNREADABLE) as exc:  # a malformed part, a lost body
                 raise errors.MessageNotReadable(f"A part is malformed: {exc}") from None
             if part is None:
                 break
