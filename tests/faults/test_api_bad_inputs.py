@@ -36,6 +36,8 @@ CHANNEL_LIMIT = MIB
 LETTER = "Hei på deg\n".encode()
 BOUND = 10.0
 """Seconds within which every answer must come."""
+IDLE = 1.5
+"""The server's ``api.body_idle_seconds``: a body that stalls this long is refused."""
 
 OUTBOX_CHANNEL = '''
 from datetime import timedelta
@@ -103,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f'[organisation]\nnumber = "{ORG}"\n[plugins]\nallow = ["outbox-channel"]\n'
         f'[lookup]\nsources = ["local"]\n[lookup.local]\npath = "{registry}"\n'
         f'[store]\npath = "{folder / "data"}"\n'
-        f'[api]\nusername = "{USER}"\npassword = "{PASSWORD}"\n'
+        f'[api]\nusername = "{USER}"\npassword = "{PASSWORD}"\nbody_idle_seconds = {IDLE}\n'
         '[delivery]\noutbox_poll_seconds = 0.1\n'
         f'[channels.dpb]\nenabled = true\noutbox = "{outbox}"\n')
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
@@ -616,3 +618,29 @@ async def test_every_bad_input_is_refused_and_the_server_goes_on(
     assert health.status == 200
     assert not wrong, "\n".join(wrong)
     assert not list((server.payloads / "tmp").iterdir()), "half-written uploads left behind"
+
+
+async def test_a_stalled_upload_is_refused_and_leaves_nothing(server: Server) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        api = Api(session, server)
+        message_id = await api.create()
+
+        async def stalls() -> AsyncIterator[bytes]:
+            yield b"the first bytes of a long letter"
+            await asyncio.sleep(IDLE * 3)
+
+        started = time.monotonic()
+        answer = await api.raw(
+            f"PUT /api/messages/out/{message_id} HTTP/1.1\nHost: x\nAuthorization: {AUTH}\n"
+            "Content-Type: text/plain\nContent-Disposition: attachment; filename=brev.txt\n"
+            "Content-Length: 100000\n", stalls())
+        waited = time.monotonic() - started
+        again = await api.upload(message_id, "attachment; filename=brev.txt")
+        assert await api.good_message() == []
+    body = json.loads(answer.body)
+    assert answer.status == 408
+    assert body["exception"] == "java.net.SocketTimeoutException"
+    assert "stalled" in body["message"]
+    assert waited < IDLE * 3 + BOUND
+    assert again.status == 200, "the stalled file was kept under its name"
+    assert not list((server.payloads / "tmp").iterdir()), "the half upload was kept"

@@ -3,11 +3,14 @@
 A body sent as another type than the operation reads is answered 415, as Spring answers it; a
 missing Content-Type is read as the operation's own (liberal reading). A body that cannot be
 read at all, because its Content-Encoding does not decode or the client went away half-way, is
-the client's malformed request (400), never the server's error.
+the client's malformed request (400), never the server's error. A body that stops coming for
+``api.body_idle_seconds`` is answered 408 and its request ended, so that a stalled client
+cannot hold a request (and its half-written file) open for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, StreamReader, web
@@ -16,6 +19,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ipunkt.messages import errors
 
 READ_CHUNK = 256 * 1024
+BODY_IDLE_SECONDS = web.AppKey("body_idle_seconds", float)
+"""How long a request body may stop coming before it is refused (``api.body_idle_seconds``)."""
 UNREADABLE = (web.RequestPayloadError, HttpProcessingError, ConnectionResetError)
 """What reading a body raises when the bytes cannot be had: a broken encoding, a lost client."""
 
@@ -40,24 +45,30 @@ async def read_json(request: web.Request, limit: int, what: str) -> bytes:
     require_json(request)
     if request.content_length is not None and request.content_length > limit:
         raise errors.MessageNotReadable(f"{what} is larger than {limit} bytes")
-    return await read_limited(request.content, limit, what)
+    return await read_limited(request.content, limit, what, idle=request.app[BODY_IDLE_SECONDS])
 
 
-async def read_limited(source: StreamReader | BodyPartReader, limit: int, what: str) -> bytes:
+async def read_limited(
+    source: StreamReader | BodyPartReader, limit: int, what: str, *, idle: float
+) -> bytes:
     """At most ``limit`` bytes of a body or part; refused as soon as it passes them."""
     data = bytearray()
-    async for chunk in chunks(source):
+    async for chunk in chunks(source, idle=idle):
         data += chunk
         if len(data) > limit:
             raise errors.MessageNotReadable(f"{what} is larger than {limit} bytes")
     return bytes(data)
 
 
-async def chunks(source: StreamReader | BodyPartReader) -> AsyncIterator[bytes]:
-    """A body or part as it arrives, in chunks of at most :data:`READ_CHUNK` bytes."""
+async def chunks(source: StreamReader | BodyPartReader, *, idle: float) -> AsyncIterator[bytes]:
+    """A body or part as it arrives, in chunks of at most :data:`READ_CHUNK` bytes; 408 when
+    nothing comes for ``idle`` seconds."""
     while True:
         try:
-            chunk = await _read(source)
+            async with asyncio.timeout(idle):
+                chunk = await _read(source)
+        except TimeoutError:
+            raise errors.BodyStalled(idle) from None
         except UNREADABLE as exc:
             raise errors.MessageNotReadable(f"The request body could not be read: {exc}") from None
         if not chunk:

@@ -7,6 +7,7 @@ application) and the services to an application made by :func:`ipunkt.app.create
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -128,6 +129,7 @@ def setup(
 ) -> None:
     """Add the Next Move API to ``app``; the store opens and closes with it."""
     app[NEXTMOVE] = nextmove
+    app[bodies.BODY_IDLE_SECONDS] = api.body_idle_seconds
     tls = api.tls_certificate is not None
     app.middlewares.append(nextmove_middleware(api.credentials, tls=tls))
     app.cleanup_ctx.append(_store_open)
@@ -193,10 +195,14 @@ async def create_and_send(request: web.Request) -> web.Response:
     sbd: StandardBusinessDocument | None = None
     staged: list[StagedFile] = []
     total = 0
+    idle = request.app[bodies.BODY_IDLE_SECONDS]
     try:
         while True:
             try:
-                part = await reader.next()
+                async with asyncio.timeout(idle):
+                    part = await reader.next()
+            except TimeoutError:
+                raise errors.BodyStalled(idle) from None
             except (ValueError, *bodies.UNREADABLE) as exc:  # a malformed part, a lost body
                 raise errors.MessageNotReadable(f"A part is malformed: {exc}") from None
             if part is None:
@@ -206,7 +212,8 @@ async def create_and_send(request: web.Request) -> web.Response:
             disposition = _disposition(part.headers.get("Content-Disposition", ""), required=False)
             name = disposition.name if disposition else None
             if name == "sbd":
-                sbd = _parse_sbd(await bodies.read_limited(part, MAX_SBD_BYTES, "The SBD"))
+                sbd = _parse_sbd(await bodies.read_limited(part, MAX_SBD_BYTES, "The SBD",
+                                                           idle=idle))
                 continue
             if disposition is None or disposition.filename is None:
                 continue
@@ -214,7 +221,7 @@ async def create_and_send(request: web.Request) -> web.Response:
                 filename=disposition.filename,
                 mime_type=part.headers.get("Content-Type"),
                 title=name,
-                chunks=bodies.chunks(part),
+                chunks=bodies.chunks(part, idle=idle),
             ))
             staged.append(file)
             total += file.size
@@ -266,7 +273,7 @@ async def upload_file(request: web.Request) -> web.Response:
         filename=disposition.filename,
         mime_type=request.headers.get("Content-Type"),
         title=title,
-        chunks=bodies.chunks(request.content),
+        chunks=bodies.chunks(request.content, idle=request.app[bodies.BODY_IDLE_SECONDS]),
         declared_size=request.content_length,
     ))
     return empty()

@@ -185,7 +185,7 @@ def _paths(basic_auth: bool) -> Json:
             "post": op(
                 "createAndSendMessage",
                 "Create and send in one call: the part sbd and a part per file (5 MiB each).",
-                {"200": _ok("The stored SBD.", sbd)}, tag=out, errors=(400, 415, 503),
+                {"200": _ok("The stored SBD.", sbd)}, tag=out, errors=(400, 408, 415, 503),
                 body={"required": True, "content": {"multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -206,7 +206,7 @@ def _paths(basic_auth: bool) -> Json:
             "put": op(
                 "uploadAttachment",
                 "Upload one file of the message, streamed.",
-                {"200": EMPTY}, tag=out, errors=(400, 404),
+                {"200": EMPTY}, tag=out, errors=(400, 404, 408),
                 parameters=[
                     _query("title", "The file's title (else the name in Content-Disposition)."),
                     {"name": "Content-Disposition", "in": "header", "required": True,
@@ -445,6 +445,7 @@ def _responses() -> Json:
             "content": _json(_schema("Error")),
         },
         "Error404": _error_response("Not found."),
+        "Error408": _error_response("The body stopped coming for api.body_idle_seconds."),
         "Error415": _error_response("The body's Content-Type is not one the operation reads."),
         "Error500": _error_response("A stored file could not be read or written."),
         "Error503": _error_response("No lookup source can answer now; worth retrying."),

@@ -34,6 +34,10 @@ class ApiSettings(BaseModel):
         ),
     )
     tls_key: Path | None = Field(None, description="PEM private key of tls_certificate.")
+    body_idle_seconds: float = Field(
+        60, gt=0,
+        description="A request body that stops coming for this long is refused (408).",
+    )
 
     @field_validator("tls_certificate", "tls_key")
     @classmethod

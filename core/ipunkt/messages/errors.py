@@ -28,6 +28,16 @@ class MessageNotReadable(ApiError):
     exception = "org.springframework.http.converter.HttpMessageNotReadableException"
 
 
+class BodyStalled(ApiError):
+    """The client stopped sending its body half-way (Tomcat's read timeout in the original)."""
+
+    status = 408
+    exception = "java.net.SocketTimeoutException"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The request body stalled: no bytes came for {seconds:g} seconds")
+
+
 class UnsupportedMediaType(ApiError):
     """A body sent as something other than what the operation reads (JSON, or multipart)."""
 
