@@ -6,7 +6,8 @@ Altinn's token exchange) and of the Service Registry run beside each installed c
 plugin's fakes (registered through the ``register_sandbox`` hook); and two integration points
 run with configs written for them. With ``fakes_only``, the integration points are left to
 the user (``ipunkt serve --config <written config>``), so that they can be stopped and
-restarted on their data while the fakes keep running.
+restarted on their data while the fakes keep running. With ``faults``, the fakes misbehave
+at the planned rates (see :mod:`ipunkt.fault_injection`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
 from ipunkt.app import create_app
+from ipunkt.fault_injection import FaultInjector, FaultPlan
 from ipunkt.gateway import load_gateway
 from ipunkt.lookup.registry import LocalRegistry
 from ipunkt.lookup.service_registry_fake import FakeServiceRegistry
@@ -74,9 +76,13 @@ class Sandbox:
     ports: Sequence[int] = (9093, 9094)
     fakes_only: bool = False
     specs: Path | None = None
+    faults: FaultPlan | None = None
+    """Faults the fakes inject into their answers; None: they behave."""
     organisations: list[Organisation] = field(default_factory=list)
     channels: list[SandboxChannel] = field(default_factory=list)
     fakes: dict[str, str] = field(default_factory=dict)
+    injectors: dict[str, FaultInjector] = field(default_factory=dict)
+    """The faults of each faulty fake, by its name (they count what they injected)."""
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     async def start(self) -> dict[str, Any]:
@@ -125,6 +131,10 @@ class Sandbox:
 
     async def serve(self, name: str, app: web.Application, port: int = 0) -> str:
         """Run ``app`` on loopback; its base URL is recorded under ``name``."""
+        injector = self.faults.injector(name) if self.faults is not None else None
+        if injector is not None:
+            injector.install(app)
+            self.injectors[name] = injector
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
@@ -145,6 +155,7 @@ class Sandbox:
             "folder": str(self.folder),
             "fakes_only": self.fakes_only,
             "fakes": dict(self.fakes),
+            "faults": self.faults.to_state() if self.faults is not None else None,
             "organisations": [o.state() for o in self.organisations],
             "receivers": {
                 channel.service: [dict(sample) for sample in channel.samples]
@@ -269,6 +280,11 @@ def describe(state: Mapping[str, Any]) -> str:
                          f"{' - ' + sample['note'] if sample.get('note') else ''}")
     lines += ["", "Fakes:"]
     lines += [f"  {name}: {url}" for name, url in sorted(state["fakes"].items())]
+    faults = state.get("faults")
+    if faults:
+        lines += ["", f"Faults (seed {faults['seed']}):"]
+        lines += [f"  {name}: " + ", ".join(f"{kind}={rate:g}" for kind, rate in kinds.items())
+                  for name, kinds in sorted(faults["rates"].items())]
     return "\n".join(lines)
 
 
