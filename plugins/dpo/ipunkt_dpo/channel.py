@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +47,13 @@ from ipunkt.plugin import (
 
 from ipunkt_dpo import message_channel, sbd_header, status_messages
 from ipunkt_dpo.broker_file import FILE_NAME, BrokenFile, IncomingFile, write_broker_file
-from ipunkt_dpo.client import BrokerClient, BrokerRefused, FileTransferInitialize, Scope
+from ipunkt_dpo.client import (
+    BrokerClient,
+    BrokerRefused,
+    BrokerUnavailable,
+    FileTransferInitialize,
+    Scope,
+)
 from ipunkt_dpo.config import DPOConfig
 from ipunkt_dpo.sbd_header import Party, UnusableSbd
 from ipunkt_dpo.sealing import main_document, receiver_certificate, sealer
@@ -65,6 +72,17 @@ SEARCH_PAGES = 10
 """Pages of 100 transfers a resend looks through before it gives up and sends anew."""
 MAX_ROUNDS = 50
 """Full lists (of 100 new files) one poll works through before it leaves the rest for later."""
+SEEN_LIMIT = 100_000
+"""Transfers whose identity a search remembers (the oldest are forgotten first)."""
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What never changes in a transfer, and tells which send made it."""
+
+    reference: str | None
+    sender: str | None
+    created: datetime | None
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,8 @@ class DPOChannel(Channel):
         """reference -> transfer id, for sends whose transfer exists but whose upload failed."""
         self._uncertain: set[str] = set()
         """References whose initialize went unanswered: the transfer may exist."""
+        self._seen: OrderedDict[str, _Identity] = OrderedDict()
+        """Transfers a search for an earlier attempt has looked at, by id."""
         self._untaken: set[tuple[str, str]] = set()
         """(organisation, transfer id) of files whose taking failed; tried at the next poll."""
         self._next_sweep: float | None = None
@@ -327,27 +347,74 @@ class DPOChannel(Channel):
         created = _creation_time(sbd)
         since = created - CREATION_SKEW if created else None
         until: datetime | None = None
-        matches: list[dict[str, Any]] = []
+        candidates: list[str] = []
+        unseen = 0
         for _ in range(SEARCH_PAGES):
             ids = await self.client.list_transfers(
                 organisation, Scope.WRITE, resource=self.config.resource, since=since, until=until
             )
-            overviews = [await self.client.overview(organisation, Scope.WRITE, i) for i in ids]
-            matches += [
-                o
-                for o in overviews
-                if o.get("sendersFileTransferReference") == reference
-                and o.get("sender") == sender.broker_id
+            seen, missed = await self._identities(organisation, ids)
+            unseen += missed
+            candidates += [
+                i for i in ids
+                if i in seen and seen[i].reference == reference
+                and seen[i].sender == sender.broker_id
             ]
             if len(ids) < LIST_LIMIT:
                 break
-            times = [t for t in (_parse_time(o.get("created")) for o in overviews) if t]
+            times = [t for t in (seen[i].created for i in ids if i in seen) if t]
             if not times:
                 break
             until = min(times)
         else:
             self.log.warning("dpo: gave up looking for an earlier transfer", reference=reference)
-        return self._usable(matches)
+        overviews = []
+        for candidate in candidates:
+            try:
+                overviews.append(await self.client.overview(organisation, Scope.WRITE, candidate))
+            except BrokerRefused:
+                continue  # purged meanwhile: of no use
+        usable = self._usable(overviews)
+        if usable is None and unseen:
+            # One of the transfers not looked at may be this send's: sending anew could send
+            # it twice, so the send waits for its next try.
+            raise BrokerUnavailable(
+                f"could not look at {unseen} of the transfers that may be an earlier attempt "
+                f"at this send (reference {reference})"
+            )
+        return usable
+
+    async def _identities(
+        self, organisation: str, ids: Sequence[str]
+    ) -> tuple[dict[str, _Identity], int]:
+        """What makes each transfer the one it is, and how many could not be looked at now.
+
+        Identities are remembered, so that a search tried again looks only at the transfers
+        it has not seen. A transfer the broker no longer shows us (purged) is no one's to use.
+        """
+        gate = asyncio.Semaphore(TAKE_CONCURRENCY)
+        missed = 0
+
+        async def look(transfer_id: str) -> None:
+            nonlocal missed
+            async with gate:
+                try:
+                    overview = await self.client.overview(organisation, Scope.WRITE, transfer_id)
+                except BrokerRefused:
+                    return
+                except BrokerUnavailable as exc:
+                    missed += 1
+                    self.log.info("dpo: a transfer could not be looked at", error=str(exc))
+                    return
+            self._seen[transfer_id] = _Identity(
+                overview.get("sendersFileTransferReference"), overview.get("sender"),
+                _parse_time(overview.get("created")),
+            )
+            while len(self._seen) > SEEN_LIMIT:
+                self._seen.popitem(last=False)
+
+        await asyncio.gather(*(look(i) for i in ids if i not in self._seen))
+        return {i: self._seen[i] for i in ids if i in self._seen}, missed
 
     @staticmethod
     def _usable(overviews: list[dict[str, Any]]) -> _Earlier | None:

@@ -5,11 +5,13 @@ reportee's), whose bearer token it asks for just before the request. Uploads and
 stream; nothing here holds a file. Failures become the plugin contract's errors: network
 errors, timeouts, 5xx and 429 are :class:`BrokerUnavailable` (worth retrying, with the
 broker's ``Retry-After``); any other 4xx is :class:`BrokerRefused`, carrying the broker's RFC
-7807 ProblemDetails.
+7807 ProblemDetails. A read (``GET``) that fails so is tried again at once, a few times: a
+search or a poll makes many reads, and one failure among them would otherwise spoil them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +26,12 @@ from ipunkt.plugin import PermanentError, TransientError
 
 CHUNK = 1 << 20
 """Bytes per chunk read from a download."""
+READ_TRIES = 3
+"""How often a read is tried before its failure is raised."""
+READ_BACKOFF = 0.25
+"""Seconds before the second try of a read; each further try waits twice as long ..."""
+READ_WAIT_LIMIT = 5.0
+"""... and a ``Retry-After`` longer than this is left to the caller's own retry."""
 
 
 class Scope(StrEnum):
@@ -148,6 +156,33 @@ class BrokerClient:
         data: AsyncIterable[bytes] | None = None,
         content_type: str | None = None,
         expect_body: bool = True,
+    ) -> Any:
+        attempt = 1
+        while True:
+            try:
+                return await self._json_once(
+                    method, path, org, scope, params=params, body=body, data=data,
+                    content_type=content_type, expect_body=expect_body,
+                )
+            except BrokerUnavailable as exc:
+                wait = max(READ_BACKOFF * 2 ** (attempt - 1), exc.retry_after or 0.0)
+                if method != "GET" or attempt == READ_TRIES or wait > READ_WAIT_LIMIT:
+                    raise
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def _json_once(
+        self,
+        method: str,
+        path: str,
+        org: str,
+        scope: Scope,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        data: AsyncIterable[bytes] | None,
+        content_type: str | None,
+        expect_body: bool,
     ) -> Any:
         what = f"{method} {path}"
         headers = await self._headers(org, scope, "application/json")

@@ -320,6 +320,71 @@ async def test_an_initialize_whose_answer_was_lost_gets_its_file_later(
     assert len(world.broker.transfers) == 1
 
 
+async def test_a_resend_reads_through_passing_failures(world: Any, kit: Any) -> None:
+    """A broker failing some reads (a 503, a cut answer) does not keep a resend from finding
+    its earlier transfer: each read is tried again at once."""
+    message = _message(world, kit)
+    channel = await world.channel(kit.ORG_A)
+    world.broker.inject(Fault(FaultKind.DROP, method="POST", path="/filetransfer$"))
+    with pytest.raises(TransientError):
+        await channel.send(message)
+    world.broker.inject(Fault(status=503, method="GET", path="/filetransfer$"))
+    world.broker.inject(Fault(FaultKind.TRUNCATE, method="GET", path="/filetransfer/[^/]+$"))
+
+    result = await channel.send(_retried(message))
+
+    [transfer] = world.broker.transfers.values()
+    assert result.external_reference == transfer.id
+    assert transfer.status.value == "Published"
+
+
+async def test_a_search_that_could_not_look_everywhere_waits_and_then_goes_on(
+    world: Any, kit: Any
+) -> None:
+    """While a transfer that may be the earlier attempt cannot be looked at, the resend waits
+    rather than send again; its next try looks only at what it has not seen yet."""
+    channel = await world.channel(kit.ORG_A)
+    for _ in range(5):
+        await channel.send(_message(world, kit))
+    message = _message(world, kit)
+    world.broker.inject(Fault(FaultKind.DROP, method="POST", path="/filetransfer$"))
+    with pytest.raises(TransientError):
+        await channel.send(message)
+    [earlier] = world.broker.transfers_with_reference(message.message_id)
+    world.broker.inject(Fault(status=503, method="GET", path=f"/filetransfer/{earlier.id}$",
+                              times=3))
+
+    with pytest.raises(TransientError, match="could not look at 1 of the transfers"):
+        await channel.send(_retried(message))
+    assert len(world.broker.transfers) == 6, "no new transfer while one is not looked at"
+
+    looked = len(world.broker.journal)
+    result = await channel.send(_retried(message))
+    reads = [e.path for e in list(world.broker.journal)[looked:] if e.method == "GET"]
+
+    assert result.external_reference == earlier.id
+    assert len(world.broker.transfers) == 6
+    assert reads == ["/broker/api/v1/filetransfer", f"/broker/api/v1/filetransfer/{earlier.id}",
+                     f"/broker/api/v1/filetransfer/{earlier.id}"]
+
+
+async def test_a_transfer_purged_during_a_search_is_passed_over(world: Any, kit: Any) -> None:
+    channel = await world.channel(kit.ORG_A)
+    await channel.send(_message(world, kit))
+    message = _message(world, kit)
+    world.broker.inject(Fault(FaultKind.DROP, method="POST", path="/filetransfer$"))
+    with pytest.raises(TransientError):
+        await channel.send(message)
+    other = next(t for t in world.broker.transfers.values() if t.reference != message.message_id)
+    world.broker.inject(Fault(status=404, method="GET", path=f"/filetransfer/{other.id}$"))
+
+    result = await channel.send(_retried(message))
+
+    assert result.external_reference == world.broker.transfers_with_reference(
+        message.message_id)[0].id
+    assert len(world.broker.transfers) == 2
+
+
 async def test_a_failed_earlier_transfer_is_replaced(world: Any, kit: Any) -> None:
     message = _message(world, kit)
     world.broker.max_upload_size = 100
