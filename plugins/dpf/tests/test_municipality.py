@@ -56,6 +56,25 @@ async def test_a_lost_answer_from_svarut_never_makes_a_second_reply(
     assert len(svarut.sent("/forsendelser/organisasjon")) == 2  # A's and the one reply
 
 
+async def test_a_confirmation_whose_answer_is_lost_still_gets_the_reply(
+    svarut: Any, channel: DPFChannel, messages: Any, ca: CertificateAuthority,
+    kit: SimpleNamespace, tmp_path: Path,
+) -> None:
+    """SvarInn took the kvitterMottak but its answer was lost: SvarInn never offers the
+    forsendelse again, and the reply goes all the same."""
+    municipality = _municipality(svarut, ca, kit, tmp_path / "kommune")
+    sent = await channel.send(messages.make(receiver=MUNICIPALITY))
+    svarut.fake.faults.drop("kvitter")
+    async with aiohttp.ClientSession() as session:
+        municipality.connect(session)
+        await municipality.poll_once()
+        await municipality.poll_once()
+    assert svarut.fake.forsendelser[str(sent.external_reference)].status == "LEST"
+    replies = [s for s in svarut.fake.forsendelser.values()
+               if s.account.organisation == MUNICIPALITY]
+    assert [r.forsendelse["svarPaForsendelseId"] for r in replies] == [sent.external_reference]
+
+
 async def test_a_document_outside_the_archival_formats_is_refused_with_the_reason(
     svarut: Any, channel: DPFChannel, messages: Any, ca: CertificateAuthority,
     kit: SimpleNamespace, tmp_path: Path,

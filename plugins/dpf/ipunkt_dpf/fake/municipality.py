@@ -250,6 +250,10 @@ class Municipality:
                 return
             else:
                 received = self._record(item, files=files)
+        if received.refusal is None and received.reply is None:
+            # Made before kvitterMottak: if SvarInn takes that but its answer is lost, the
+            # forsendelse is not offered again, and the reply must not depend on it.
+            received.reply = self._reply(item, received)
         try:
             if received.refusal is not None:
                 await self._svarinn.report_failure(forsendelse_id, received.refusal,
@@ -262,8 +266,6 @@ class Municipality:
                         error=str(exc))
             return
         log.info("forsendelse imported", journalpost=received.journalpost)
-        if received.reply is None:
-            received.reply = self._reply(item, received)
 
     def _record(self, item: dict[str, Any], *, files: list[ArchivedFile] | None = None,
                 refusal: str | None = None) -> Received:
