@@ -267,3 +267,60 @@ async def test_a_busy_channel_is_polled_again_at_once() -> None:
     await asyncio.sleep(0.5)
     task.cancel()
     assert sink.received == 3, "the poller waited the interval between busy polls"
+
+
+@pytest.mark.parametrize("loop", ["incoming", "status"])
+async def test_a_remote_failing_for_now_is_a_warning_and_a_bug_a_traceback(loop: str) -> None:
+    """A channel's TransientError while polling is the remote side's passing trouble: it is
+    logged as a warning with the reason, not as an error with a traceback (which a bug gets),
+    and polling goes on either way."""
+    import structlog
+    from ipunkt.delivery.inbound import IncomingPoller
+    from ipunkt.delivery.metrics import Metrics
+    from ipunkt.delivery.settings import DeliverySettings
+    from ipunkt.delivery.status_polling import StatusPoller
+    from ipunkt.plugin import TransientError
+
+    class Failing:
+        incoming_poll_interval = 0.01
+        status_poll_interval = 0.01
+        polls = 0
+
+        def poll(self) -> None:
+            self.polls += 1
+            if self.polls == 1:
+                raise TransientError("SvarInn hentNyeForsendelser: HTTP 503")
+            if self.polls == 2:
+                raise KeyError("a bug")
+
+        async def poll_incoming(self, sink: object) -> None:
+            self.poll()
+
+    class Poller(StatusPoller):
+        async def poll_once(self) -> int:
+            channel.poll()
+            return 0
+
+    class Sink:
+        received = 0
+
+    async def depth() -> dict[str, int]:
+        return {}
+
+    channel = Failing()
+    metrics = Metrics(depth)
+    poller = (
+        IncomingPoller("DPT", channel, Sink(), metrics)  # type: ignore[arg-type]
+        if loop == "incoming" else
+        Poller("DPT", channel, None, None, DeliverySettings(), metrics)  # type: ignore[arg-type]
+    )
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(poller.run())
+        await asyncio.sleep(0.2)
+        task.cancel()
+    failures = [e for e in logs if "polling" in e["event"] and "failed" in e["event"]]
+    assert [(e["log_level"], e.get("error"), "exc_info" in e) for e in failures] == [
+        ("warning", "SvarInn hentNyeForsendelser: HTTP 503", False),
+        ("error", None, True),
+    ]
+    assert channel.polls > 2

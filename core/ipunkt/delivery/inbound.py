@@ -31,6 +31,7 @@ from ipunkt.plugin import (
     PermanentError,
     ReceiptStatus,
     StatusUpdate,
+    TransientError,
 )
 from ipunkt.sbd import SbdFormatError, SbdInvalid, StandardBusinessDocument, parse_sbd
 from ipunkt.sbd.model import ArkivmeldingKvitteringMessage, StatusMessage
@@ -140,6 +141,10 @@ class IncomingPoller:
             before = self.sink.received
             try:
                 await self.channel.poll_incoming(self.sink)
+            except TransientError as exc:  # the remote side's trouble, tried again next time
+                self.metrics.poll_errors.labels(self.service, "incoming").inc()
+                log.warning("polling for incoming messages failed; trying again",
+                            channel=self.service, error=str(exc))
             except Exception:  # one failed poll must not end polling: log and go on
                 self.metrics.poll_errors.labels(self.service, "incoming").inc()
                 log.exception("polling for incoming messages failed", channel=self.service)

@@ -22,6 +22,7 @@ from ipunkt.plugin import (
     PollableConversation,
     ReceiptStatus,
     StatusUpdate,
+    TransientError,
 )
 from ipunkt.sbd.times import now_oslo
 from ipunkt.store.base import (
@@ -63,6 +64,10 @@ class StatusPoller:
         while True:
             try:
                 await self.poll_once()
+            except TransientError as exc:  # the remote side's trouble, tried again next time
+                self.metrics.poll_errors.labels(self.service, "status").inc()
+                log.warning("status polling failed; trying again", channel=self.service,
+                            error=str(exc))
             except Exception:  # one failed poll must not end polling: log and go on
                 self.metrics.poll_errors.labels(self.service, "status").inc()
                 log.exception("status polling failed", channel=self.service)
