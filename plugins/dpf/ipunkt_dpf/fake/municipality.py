@@ -204,7 +204,8 @@ class Municipality:
         )
 
     async def _running(self, app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=60)
+        # SvarUt is the sandbox's own fake: a silence of seconds is a fault, not a slow network.
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self.connect(session)
             task = asyncio.create_task(self._run(), name=f"municipality-{self.organisation}")
