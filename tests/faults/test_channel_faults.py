@@ -37,6 +37,7 @@ from ipunkt.fault_injection import FaultPlan
 from ipunkt.plugin import SandboxChannel, SandboxEnvironment, SandboxPart
 from ipunkt.plugins import PluginHost, load_plugins
 from ipunkt.sandbox import Sandbox
+from ipunkt.specs import specs_folder
 from ipunkt.testing import Fagsystem, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -275,7 +276,8 @@ async def running(
     apps: dict[str, web.Application] = {}
     host.sandbox_parts[service] = capturing(host.sandbox_parts[service], apps)
     plan = FaultPlan.parse([f"{name}:{RATES}" for name in faulty], seed=seed, slow_seconds=0.3)
-    sandbox = Sandbox(folder, host, (free_port(), free_port()), fakes_only=True, faults=plan)
+    sandbox = Sandbox(folder, host, (free_port(), free_port()), fakes_only=True,
+                      specs=specs_folder(), faults=plan)
     state = await sandbox.start()
     servers: list[ServerProcess] = []
     try:
@@ -375,7 +377,7 @@ async def test_dpo_delivers_each_message_once_through_a_faulty_broker(
 
         async def delivered() -> list[str]:
             taken.extend(message_id_of(s) for s in await b.take_all())
-            names, waiting = await final_statuses(a, ids, "LEVERT")
+            _, waiting = await final_statuses(a, ids, "LEVERT")
             return waiting
 
         await settle(delivered, run)
@@ -428,7 +430,7 @@ async def test_dpv_delivers_each_message_once_through_a_faulty_altinn(
         async def read() -> list[str]:
             receipts.extend(s["arkivmelding_kvittering"]["relatedToMessageId"]
                             for s in await a.take_all())
-            names, waiting = await final_statuses(a, ids, "LEST")
+            _, waiting = await final_statuses(a, ids, "LEST")
             return waiting + [f"no receipt for {i}" for i in ids if i not in receipts]
 
         await settle(read, run)
@@ -490,7 +492,7 @@ async def test_dpf_delivers_each_message_once_through_a_faulty_svarut(
                 scopes = {s["type"]: s["instanceIdentifier"] for s in
                           sbd["standardBusinessDocumentHeader"]["businessScope"]["scope"]}
                 replies.append(scopes["ReceiverRef"])
-            names, waiting = await final_statuses(a, ids, "LEST")
+            _, waiting = await final_statuses(a, ids, "LEST")
             return waiting + [f"{count - len(set(replies))} replies missing"] * (
                 len(set(replies)) < count)
 
@@ -533,7 +535,7 @@ async def test_dpi_delivers_each_message_once_through_a_faulty_access_point(
     citizen = dpi_sandbox.DIGITAL_CITIZEN.number
     count = int(size(10, 150))
     channel = {"read_timeout": CLIENT_TIMEOUT, "connect_timeout": CLIENT_TIMEOUT,
-               "receipt_poll_interval": 0.5}
+               "receipt_poll_interval": 0.5, "upload_size_limit": 100_000}
     letter = {
         "sikkerhetsnivaa": 4, "hoveddokument": "vedtak.pdf", "tittel": "Vedtak", "spraak": "NO",
         "digitalPostInfo": {"virkningsdato": "2026-12-01", "aapningskvittering": True},
@@ -547,7 +549,7 @@ async def test_dpi_delivers_each_message_once_through_a_faulty_access_point(
             citizen, "digital", letter, files, process=VEDTAK, standard=DIGITAL))
 
         async def read() -> list[str]:
-            names, waiting = await final_statuses(a, ids, "LEST")
+            _, waiting = await final_statuses(a, ids, "LEST")
             return waiting
 
         await settle(read, run)
@@ -566,7 +568,9 @@ async def test_dpi_delivers_each_message_once_through_a_faulty_access_point(
         assert (lost, duplicated) == (0, 0), shipments
         assert errors == [], errors
 
-        refused_id = await a.send(citizen, "digital", {**letter, "hoveddokument": "brev.pdf"},
-                                  files, process=VEDTAK, standard=DIGITAL)
+        big = PDF + bytes(150_000)
+        refused_id = await a.send(citizen, "digital", letter,
+                                  [("vedtak.pdf", "application/pdf", big)],
+                                  process=VEDTAK, standard=DIGITAL)
         reason = await refused(a, refused_id, run)
-        assert "no main document" in reason, reason
+        assert f"the files take {len(big)} bytes; DPI takes at most 100000" in reason, reason
