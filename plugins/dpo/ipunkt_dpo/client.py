@@ -3,7 +3,7 @@
 Each call acts as one organisation's Altinn system user (the integration point's own, or a
 reportee's), whose bearer token it asks for just before the request. Uploads and downloads
 stream; nothing here holds a file. Failures become the plugin contract's errors: network
-errors, timeouts, 5xx and 429 are :class:`BrokerUnavailable` (worth retrying, with the
+errors, timeouts, 5xx, 408 and 429 are :class:`BrokerUnavailable` (worth retrying, with the
 broker's ``Retry-After``); any other 4xx is :class:`BrokerRefused`, carrying the broker's RFC
 7807 ProblemDetails. A read (``GET``) that fails so is tried again at once, a few times: a
 search or a poll makes many reads, and one failure among them would otherwise spoil them all.
@@ -139,7 +139,7 @@ class BrokerClient:
         if not isinstance(problem, Mapping):
             problem = None
         reason = f"{what}: HTTP {status} " + _describe_problem(problem, response.reason or "")
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:
             retry = _retry_after(response.headers.get("Retry-After"))
             return BrokerUnavailable(reason.strip(), status=status, retry_after=retry)
         return BrokerRefused(reason.strip(), status=status, problem=problem)

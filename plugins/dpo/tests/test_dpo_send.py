@@ -407,7 +407,7 @@ async def test_a_first_attempt_does_not_search(world: Any, kit: Any) -> None:
 # -- errors -----------------------------------------------------------------------------------
 
 
-async def test_429_and_5xx_are_transient_with_retry_after(world: Any, kit: Any) -> None:
+async def test_429_408_and_5xx_are_transient_with_retry_after(world: Any, kit: Any) -> None:
     channel = await world.channel(kit.ORG_A)
     world.broker.inject(Fault(status=429, retry_after="7", method="POST"))
     with pytest.raises(TransientError) as caught:
@@ -419,6 +419,9 @@ async def test_429_and_5xx_are_transient_with_retry_after(world: Any, kit: Any) 
         await channel.send(_message(world, kit))
     world.broker.inject(Fault(status=500))
     with pytest.raises(TransientError, match="500"):
+        await channel.send(_message(world, kit))
+    world.broker.inject(Fault(status=408, method="POST"))
+    with pytest.raises(TransientError, match="408"):
         await channel.send(_message(world, kit))
 
 
