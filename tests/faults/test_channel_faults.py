@@ -47,8 +47,9 @@ RATES = "5xx=0.04,429=0.03,slow=0.04,timeout=0.02,truncate=0.03,lost=0.03"
 CLIENT_TIMEOUT = 2.0
 """The channels' request timeouts here: how long a ``timeout`` fault holds a request up."""
 DELIVERY = {"retry_initial_seconds": 0.5, "retry_max_seconds": 3, "outbox_poll_seconds": 0.2}
-SETTLE_SECONDS = 90.0
-"""How long the messages of one scenario may take to settle, faults and all."""
+SETTLE_SECONDS = 60.0
+"""How long the messages of one scenario may take to settle, faults and all, besides a second
+for each message."""
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
@@ -302,8 +303,7 @@ async def running(
         await sandbox.stop()
 
 
-async def settle(check: Callable[[], Awaitable[list[str]]], run: Run,
-                 timeout: float = SETTLE_SECONDS,
+async def settle(check: Callable[[], Awaitable[list[str]]], run: Run, timeout: float,
                  remote: Callable[[], Awaitable[object]] | None = None) -> None:
     """Wait until ``check`` finds nothing left to wait for (it names what is); on time out,
     say what, with the logs and what ``remote`` shows of the remote side."""
@@ -333,7 +333,7 @@ async def refused(party: Party, message_id: str, run: Run) -> str:
         names = [s["status"] for s in await party.statuses(message_id)]
         return [] if "FEIL" in names else [f"{message_id}: {names}"]
 
-    await settle(waiting, run, timeout=30)
+    await settle(waiting, run, 30)
     statuses = await party.statuses(message_id)
     assert [s["status"] for s in statuses] == ["OPPRETTET", "FEIL"], statuses
     return str(statuses[-1]["description"])
@@ -380,7 +380,7 @@ async def test_dpo_delivers_each_message_once_through_a_faulty_broker(
             _, waiting = await final_statuses(a, ids, "LEVERT")
             return waiting
 
-        await settle(delivered, run)
+        await settle(delivered, run, SETTLE_SECONDS + count)
         await asyncio.sleep(1.5)  # a duplicate would come in with the next polls
         taken.extend(message_id_of(s) for s in await b.take_all())
         names, _ = await final_statuses(a, ids, "LEVERT")
@@ -433,7 +433,7 @@ async def test_dpv_delivers_each_message_once_through_a_faulty_altinn(
             _, waiting = await final_statuses(a, ids, "LEST")
             return waiting + [f"no receipt for {i}" for i in ids if i not in receipts]
 
-        await settle(read, run)
+        await settle(read, run, SETTLE_SECONDS + count)
         await asyncio.sleep(1.5)  # a duplicate would come with the next polls
         receipts.extend(s["arkivmelding_kvittering"]["relatedToMessageId"]
                         for s in await a.take_all())
@@ -501,7 +501,7 @@ async def test_dpf_delivers_each_message_once_through_a_faulty_svarut(
                 return {"svarut": await forsendelser(), "municipality": await response.json(),
                         "replies": replies}
 
-        await settle(answered, run, remote=remote)
+        await settle(answered, run, SETTLE_SECONDS + count, remote=remote)
         await asyncio.sleep(1.5)  # a duplicate would come with the next polls
         for sbd in await a.take_all():
             replies.append(sbd["standardBusinessDocumentHeader"]["businessScope"]["scope"])
@@ -552,7 +552,7 @@ async def test_dpi_delivers_each_message_once_through_a_faulty_access_point(
             _, waiting = await final_statuses(a, ids, "LEST")
             return waiting
 
-        await settle(read, run)
+        await settle(read, run, SETTLE_SECONDS + count)
         await asyncio.sleep(1.5)  # a receipt read twice would show with the next polls
         names, _ = await final_statuses(a, ids, "LEST")
         async with run.session.get(f"{access_point}/_fake/shipments") as response:
