@@ -159,7 +159,8 @@ class DPOChannel(Channel):
             sock_read=self.config.request_timeout,
         )
         self._session = aiohttp.ClientSession(timeout=timeout)
-        self._client = BrokerClient(self.config.broker_url, self._session, self._token)
+        self._client = BrokerClient(self.config.broker_url, self._session, self._token,
+                                    stall_timeout=self.config.request_timeout)
 
     async def stop(self) -> None:
         if self._session is not None:

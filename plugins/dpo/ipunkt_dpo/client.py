@@ -118,8 +118,18 @@ def _describe_problem(problem: Mapping[str, Any] | None, fallback: str) -> str:
 class BrokerClient:
     """The broker's ``/filetransfer`` API at ``base_url`` (…/broker/api/v1)."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, tokens: TokenSource) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        tokens: TokenSource,
+        *,
+        stall_timeout: float = 30.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.stall_timeout = stall_timeout
+        """Seconds an upload may stand still (the broker not taking its bytes) before it
+        fails; the session's read timeout starts only once the whole body is sent."""
         self._session = session
         self._tokens = tokens
 
@@ -224,24 +234,33 @@ class BrokerClient:
         is, not as the broken connection aiohttp reports for it.
         """
         failures: list[Exception] = []
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            except Exception as exc:  # not CancelledError: aiohttp stops a body it needs no more
-                failures.append(exc)
-                raise
-
+        what = f"POST /filetransfer/{transfer_id}/upload"
+        loop = asyncio.get_running_loop()
         try:
-            await self._json(
-                "POST",
-                f"/filetransfer/{transfer_id}/upload",
-                org,
-                Scope.WRITE,
-                data=body(),
-                content_type="application/octet-stream",
-            )
+            async with asyncio.timeout(self.stall_timeout) as deadline:
+
+                async def body() -> AsyncIterator[bytes]:
+                    try:
+                        async for chunk in chunks:
+                            deadline.reschedule(loop.time() + self.stall_timeout)
+                            yield chunk
+                    except Exception as exc:  # not CancelledError: aiohttp stops a body early
+                        failures.append(exc)
+                        raise
+                    deadline.reschedule(None)  # all sent: the read timeout takes over
+
+                await self._json(
+                    "POST",
+                    f"/filetransfer/{transfer_id}/upload",
+                    org,
+                    Scope.WRITE,
+                    data=body(),
+                    content_type="application/octet-stream",
+                )
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"{what}: the upload stood still for {self.stall_timeout:g} s"
+            ) from None
         except BrokerUnavailable:
             if failures:
                 raise failures[0] from None

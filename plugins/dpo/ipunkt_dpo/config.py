@@ -31,4 +31,5 @@ class DPOConfig(ChannelConfig):
     connect_timeout: float = Field(3.0, gt=0)
     """Seconds to wait for a connection to the broker."""
     request_timeout: float = Field(30.0, gt=0)
-    """Seconds the broker may stay silent during a request before it counts as failed."""
+    """Seconds the broker may stay silent during a request, or stop taking an upload's bytes,
+    before the request counts as failed."""

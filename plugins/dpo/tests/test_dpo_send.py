@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
 import subprocess
+import time
 import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -472,6 +474,25 @@ async def test_an_unreachable_slow_or_cut_broker_is_transient(world: Any, kit: A
     world.broker.inject(Fault(FaultKind.TRUNCATE, method="POST", path="/filetransfer$"))
     with pytest.raises(TransientError):
         await channel.send(_message(world, kit))
+
+
+async def test_an_upload_the_broker_stops_taking_fails_after_the_request_timeout(
+    world: Any, kit: Any
+) -> None:
+    """A broker that stops reading an upload leaves aiohttp writing for ever (its read timeout
+    starts only once the body is sent): the upload fails once its bytes stand still."""
+    channel = await world.channel(kit.ORG_A, request_timeout=0.5)
+    big = os.urandom(24 << 20)
+    message = kit.outgoing(
+        kit.arkivmelding_sbd(f"0192:{kit.ORG_A}", f"0192:{kit.ORG_B}"),
+        [kit.attachment("arkivmelding.xml", ARKIVMELDING), kit.attachment("big.bin", big)],
+        world.service_record(kit.ORG_B),
+    )
+    world.broker.inject(Fault(FaultKind.SLOW, delay=5.0, path="/upload$"))
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="the upload stood still for 0.5 s"):
+        await channel.send(message)
+    assert time.monotonic() - started < 4
 
 
 async def test_health_and_poll_interval_follow_the_broker_and_the_config(
