@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -61,22 +61,42 @@ class CorrespondenceClient:
 
         Returns Altinn's ``InitializeCorrespondencesResponseExt``.
         """
-        writer = aiohttp.MultipartWriter("form-data")
-        for name, value in fields:
-            part = writer.append(value)
-            part.set_content_disposition("form-data", name=name)
-        for file in files:
-            payload = AsyncIterablePayload(file.open(), content_type=file.mime_type)
-            part = writer.append_payload(payload)
-            # Raw UTF-8 as browsers send it: ASP.NET does not percent-decode file names.
-            part.set_content_disposition(
-                "form-data", quote_fields=False, name="attachments",
-                filename=_header_safe(file.filename),
-            )
-        # Streams of unknown length: nothing bounds the whole upload but the socket reads.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout,
-                                        sock_read=self._timeout)
-        answer = await self._call("POST", "/correspondence/upload", data=writer, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout) as deadline:
+
+                async def moving(chunks: AsyncIterator[bytes], last: bool) -> AsyncIterator[bytes]:
+                    async for chunk in chunks:
+                        deadline.reschedule(loop.time() + self._timeout)
+                        yield chunk
+                    # After the last file, the read timeout takes over.
+                    deadline.reschedule(None if last else loop.time() + self._timeout)
+
+                writer = aiohttp.MultipartWriter("form-data")
+                for name, value in fields:
+                    part = writer.append(value)
+                    part.set_content_disposition("form-data", name=name)
+                for index, file in enumerate(files):
+                    payload = AsyncIterablePayload(moving(file.open(), index == len(files) - 1),
+                                                   content_type=file.mime_type)
+                    part = writer.append_payload(payload)
+                    # Raw UTF-8 as browsers send it: ASP.NET does not percent-decode file names.
+                    part.set_content_disposition(
+                        "form-data", quote_fields=False, name="attachments",
+                        filename=_header_safe(file.filename),
+                    )
+                if not files:
+                    deadline.reschedule(None)
+                # Streams of unknown length: no total timeout, but one on reads, and the
+                # deadline above on the body standing still.
+                timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout,
+                                                sock_read=self._timeout)
+                answer = await self._call("POST", "/correspondence/upload", data=writer,
+                                          timeout=timeout)
+        except TimeoutError:
+            raise TransientError(
+                f"POST /correspondence/upload: the upload stood still for {self._timeout:g} s"
+            ) from None
         if not isinstance(answer, dict):
             raise TransientError("Altinn answered the upload with something else than an object")
         return answer

@@ -55,4 +55,5 @@ class DPVConfig(ChannelConfig):
     status_poll_interval: float = Field(60.0, gt=0)
     """Seconds between status polls of the correspondences (the original: every minute)."""
     request_timeout: float = Field(60.0, gt=0)
-    """Seconds to wait for Altinn's answer (uploads may take longer while they stream)."""
+    """Seconds to wait for Altinn's answer; an upload may take longer while its bytes move,
+    but fails when they stand still this long."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ipunkt.plugin import PermanentError, ReceiptStatus, TransientError
+from ipunkt.plugin import Attachment, PermanentError, ReceiptStatus, TransientError
 from ipunkt_dpv.fake import Fault
 
 from .conftest import (
@@ -250,6 +252,25 @@ async def test_a_slow_answer_times_out_as_transient(altinn: Altinn) -> None:
     altinn.fake.inject(Fault("upload", delay=1.5))
     with pytest.raises(TransientError, match="timed out"):
         await channel.send(outgoing("digital_dpv"))
+
+
+async def test_an_upload_altinn_stops_taking_fails_after_the_request_timeout(
+    altinn: Altinn,
+) -> None:
+    """Altinn no longer reading the upload leaves aiohttp writing for ever (its read timeout
+    starts only once the body is sent): the upload fails once its bytes stand still."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(64):
+            yield bytes(1 << 20)
+
+    big = Attachment("stor.pdf", "application/pdf", 64 << 20, chunks, title="Stor")
+    channel = await altinn.channel(request_timeout=0.5)
+    altinn.fake.inject(Fault("upload", delay=5.0))
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="the upload stood still for 0.5 s"):
+        await channel.send(outgoing("digital_dpv", files=[big]))
+    assert time.monotonic() - started < 4
 
 
 async def test_unreachable_altinn_is_transient(altinn: Altinn) -> None:
