@@ -223,6 +223,7 @@ class DPFChannel(Channel):
             integration_id=str(config.integration_id),
             integration_password=config.integration_password.get_secret_value(),
             tokens=self.context.tokens,
+            stall_timeout=config.request_timeout,
         )
         if config.receive:
             assert config.svarinn_username is not None and config.svarinn_password is not None

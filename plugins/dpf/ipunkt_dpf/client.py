@@ -11,6 +11,7 @@ are :class:`TransientError` (with ``Retry-After`` when given), other 4xx are
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -136,9 +137,13 @@ class SvarUtClient:
         integration_id: str,
         integration_password: str,
         tokens: TokenProvider,
+        stall_timeout: float = 60.0,
     ) -> None:
+        """``stall_timeout``: seconds a send may stand still (SvarUt not taking its bytes)
+        before it fails; the session's read timeout starts only once the whole body is sent."""
         self._session = session
         self._base = base_url.rstrip("/")
+        self._stall_timeout = stall_timeout
         self._account = account_id
         self._integration_id = integration_id
         self._integration_password = integration_password
@@ -157,21 +162,40 @@ class SvarUtClient:
         """POST the forsendelse and its documents, in order; the id SvarUt gave it."""
         url = f"{self._base}/api/v3/kontoer/{self._account}/forsendelser/organisasjon"
         what = "SvarUt send"
-        with MultipartWriter("form-data") as body:
-            part = body.append_json(forsendelse)
-            part.set_content_disposition("form-data", name="forsendelse")
-            for index, document in enumerate(documents):
-                payload = AsyncIterablePayload(document.chunks(), content_type=document.mime_type)
-                part = body.append_payload(payload)
-                # Unquoted, as Jetty's client writes it: SvarUt matches parts by filename.
-                part.set_content_disposition(
-                    "form-data", quote_fields=False, name=f"filer_{index}",
-                    filename=document.filename,
-                )
-        async with _transport_errors(what):
-            headers = await self._headers()
-            async with self._session.post(url, data=body, headers=headers) as response:
-                answer = await _json(response, what)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._stall_timeout) as deadline:
+
+                async def moving(chunks: AsyncIterator[bytes], last: bool) -> AsyncIterator[bytes]:
+                    async for chunk in chunks:
+                        deadline.reschedule(loop.time() + self._stall_timeout)
+                        yield chunk
+                    # After the last document, the read timeout takes over.
+                    deadline.reschedule(None if last else loop.time() + self._stall_timeout)
+
+                with MultipartWriter("form-data") as body:
+                    part = body.append_json(forsendelse)
+                    part.set_content_disposition("form-data", name="forsendelse")
+                    for index, document in enumerate(documents):
+                        last = index == len(documents) - 1
+                        payload = AsyncIterablePayload(moving(document.chunks(), last),
+                                                       content_type=document.mime_type)
+                        part = body.append_payload(payload)
+                        # Unquoted, as Jetty's client writes it: SvarUt matches parts by filename.
+                        part.set_content_disposition(
+                            "form-data", quote_fields=False, name=f"filer_{index}",
+                            filename=document.filename,
+                        )
+                if not documents:
+                    deadline.reschedule(None)
+                async with _transport_errors(what):
+                    headers = await self._headers()
+                    async with self._session.post(url, data=body, headers=headers) as response:
+                        answer = await _json(response, what)
+        except TimeoutError:
+            raise TransientError(
+                f"{what}: the upload stood still for {self._stall_timeout:g} s"
+            ) from None
         forsendelse_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(forsendelse_id, str) or not forsendelse_id:
             raise TransientError(f"{what}: the answer has no forsendelse id: {answer!r:.200}")

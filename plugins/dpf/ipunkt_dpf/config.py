@@ -56,7 +56,8 @@ class DPFConfig(ChannelConfig):
     connect_timeout: float = Field(5.0, gt=0)
     """Seconds to wait for a connection to SvarUt or SvarInn."""
     request_timeout: float = Field(60.0, gt=0)
-    """Seconds SvarUt or SvarInn may stay silent during a request before it counts as failed."""
+    """Seconds SvarUt or SvarInn may stay silent during a request, or stop taking a send's
+    bytes, before the request counts as failed."""
 
     @property
     def svarinn_base(self) -> str:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from ipunkt.plugin import PermanentError, TransientError
 from ipunkt.testing import free_port
+from ipunkt_dpf.client import SvarUtClient, UploadDocument
 
 
 async def test_unavailable_svarut_is_retried_after_what_it_asks(
@@ -62,6 +68,41 @@ async def test_a_slow_answer_times_out_as_transient(
     svarut.fake.faults.slow("eksternref", 2.0)
     with pytest.raises(TransientError, match="eksternRef search"):
         await channel.send(messages.make())
+
+
+async def test_a_send_svarut_stops_taking_fails_after_the_stall_timeout(kit: Any) -> None:
+    """A SvarUt that no longer reads the upload leaves aiohttp writing for ever (its read
+    timeout starts only once the body is sent): the send fails once its bytes stand still."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield kit.pdf
+        for _ in range(64):
+            yield bytes(1 << 20)
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = SvarUtClient(
+                session, base_url=f"http://127.0.0.1:{port}", account_id=str(uuid.uuid4()),
+                integration_id=str(uuid.uuid4()), integration_password="x",
+                tokens=kit.tokens(), stall_timeout=0.5,
+            )
+            started = time.monotonic()
+            with pytest.raises(TransientError, match="SvarUt send: the upload stood still"):
+                await client.send({"tittel": "Stor"},
+                                  [UploadDocument("stor.pdf", "application/pdf", chunks)])
+            assert time.monotonic() - started < 4
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_no_svarut_at_all_is_transient(make_channel: Any, messages: Any) -> None:
