@@ -12,12 +12,14 @@ with the access point's ``problem+json`` title and detail.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -98,7 +100,8 @@ class AccessPointClient:
             sock_connect=connect_timeout,
             sock_read=read_timeout,
         )
-        self._trace_configs = list(trace_configs)
+        self._read_timeout = read_timeout
+        self._trace_configs = [*trace_configs, _progress_trace()]
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -127,14 +130,28 @@ class AccessPointClient:
         assert self._session is not None
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        loop = asyncio.get_running_loop()
         try:
-            async with self._session.request(
-                method, url, params=params, data=data, headers=headers
-            ) as response:
-                body = await _read_limited(response)
-                status = response.status
-                wait = retry_after(response.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # aiohttp's read timeout starts only once the body is sent: an upload the access
+            # point stops taking fails when no chunk of it has gone for the read timeout.
+            async with asyncio.timeout(self._read_timeout) as deadline:
+
+                def moving() -> None:
+                    deadline.reschedule(loop.time() + self._read_timeout)
+
+                async with self._session.request(
+                    method, url, params=params, data=data, headers=headers,
+                    trace_request_ctx=_Progress(moving),
+                ) as response:
+                    deadline.reschedule(None)  # sent: the read timeout takes over
+                    body = await _read_limited(response)
+                    status = response.status
+                    wait = retry_after(response.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            raise TransientError(
+                f"DPI access point: {what} failed: nothing moved for {self._read_timeout:g} s"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise TransientError(
                 f"DPI access point: {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
@@ -212,6 +229,29 @@ class AccessPointClient:
             accept_404=True,
         )
         return status != 404
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Told each time a chunk of the request's body goes out."""
+
+    moved: Callable[[], None]
+
+
+def _progress_trace() -> aiohttp.TraceConfig:
+    """Tells a request's :class:`_Progress` of each chunk of its body that is sent."""
+
+    async def on_chunk(
+        _session: aiohttp.ClientSession, context: SimpleNamespace,
+        _params: aiohttp.TraceRequestChunkSentParams,
+    ) -> None:
+        progress = context.trace_request_ctx
+        if isinstance(progress, _Progress):
+            progress.moved()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(on_chunk)
+    return trace
 
 
 def _json_list(body: bytes, what: str) -> list[Any]:

@@ -49,7 +49,8 @@ class DPIConfig(ChannelConfig):
     connect_timeout: float = Field(default=5.0, gt=0)
     """Seconds to wait for a connection to the access point."""
     read_timeout: float = Field(default=60.0, gt=0)
-    """Seconds the access point may stay silent during a request before it counts as failed."""
+    """Seconds the access point may stay silent during a request, or stop taking an upload's
+    bytes, before the request counts as failed."""
     print_provider: str | None = Field(default=None, pattern=r"^\d{9}$")
     """The print provider's organisation number, for print messages without a receiver,
     which have no registry record (the original asks the contact register's print endpoint)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,36 @@ async def test_a_slow_access_point_times_out_as_transient(
             await client.inbox(token="t", kanal=None)
     finally:
         await client.close()
+
+
+async def test_an_upload_the_access_point_stops_taking_fails_after_the_read_timeout(
+    tmp_path: Path,
+) -> None:
+    """An access point that no longer reads the upload leaves aiohttp writing for ever (its
+    read timeout starts only once the body is sent): the send fails once nothing moves."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    package = tmp_path / "asic.cms"
+    with package.open("wb") as out:
+        for _ in range(48):
+            out.write(bytes(1 << 20))
+    client = AccessPointClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                               read_timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match=r"take the message failed: nothing moved"):
+            await client.send(jwt="a.b.c", package=package, kanal=None, token="t")
+        assert time.monotonic() - started < 4
+    finally:
+        await client.close()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_without_a_token_the_access_point_refuses_for_good(
