@@ -10,8 +10,9 @@ request and at the configured rates, answers instead of the fake or spoils the f
 ``slow``
     the fake answers after a delay.
 ``timeout``
-    no answer at all, until the client gives up (its timeout) or the sandbox stops; the fake
-    never sees the request.
+    no answer at all, until the client gives up (its timeout) or the sandbox stops; the rest
+    of the request's body is not read either (a large upload stands still), and the fake never
+    sees the request.
 ``truncate``
     the fake handles the request (it takes effect), and its answer promises its full length
     but stops half-way and the connection drops.
@@ -215,7 +216,6 @@ class FaultInjector:
             await asyncio.sleep(self.plan.slow_seconds)
             return await handler(request)
         if kind is FaultKind.TIMEOUT:
-            await _drain(request)
             await self._hang(request)
             _drop(request)
             return web.Response(status=504)  # never sent: the connection is gone
