@@ -8,7 +8,10 @@ and a few megabytes whatever the size of the documents.
 ``open_package``: CMS -> ASiC-E -> files, decrypting in a worker thread while the calling
 thread unpacks, digests and writes. Files are written to a staging directory and moved into
 place only once every digest and the signature are checked, so a broken package leaves
-nothing behind.
+nothing behind. The XML files that integration points and their clients read (``META-INF``'s,
+``manifest.xml``, ``arkivmelding.xml``) are checked on the way for DTDs, entities and depth
+(:class:`XmlScreen`), so that no reader after ipunkt meets a "billion laughs" or an external
+entity in them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ipunkt.package.asic import (
     FileWriter,
     Limits,
     SignatureFormat,
+    Sink,
     WriteResult,
     WrittenFile,
     check_name,
@@ -45,6 +49,7 @@ from ipunkt.package.errors import PackageError, UnsafeArchive
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.manifest import IpManifest, ManifestError, SdpManifest, parse_manifest
 from ipunkt.package.prefetch import prefetch
+from ipunkt.package.safexml import UnsafeXml, XmlCheck
 from ipunkt.package.trust import TrustStore
 
 log = structlog.get_logger(__name__)
@@ -253,6 +258,49 @@ class DirectorySink:
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
+SCREENED_XML = frozenset({"manifest.xml", "arkivmelding.xml"})
+"""Top-level files checked as XML, besides every ``META-INF/*.xml``."""
+
+
+def screened_as_xml(name: str) -> bool:
+    """Whether the file ``name`` of a package is XML that ipunkt or its client reads."""
+    folded = name.casefold()
+    return folded in SCREENED_XML or (
+        folded.startswith("meta-inf/") and folded.endswith(".xml")
+    )
+
+
+class _CheckedWriter:
+    def __init__(self, inner: FileWriter, check: XmlCheck) -> None:
+        self._inner = inner
+        self._check = check
+
+    def write(self, data: bytes) -> object:
+        try:
+            self._check.feed(data)
+        except UnsafeXml as exc:
+            raise UnsafeArchive(str(exc)) from None
+        return self._inner.write(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        try:
+            self._check.close()
+        except UnsafeXml as exc:
+            raise UnsafeArchive(str(exc)) from None
+
+
+class XmlScreen:
+    """A sink that passes files on to ``sink``, checking the XML ones as they stream past."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def open(self, name: str) -> FileWriter:
+        writer = self._sink.open(name)
+        return _CheckedWriter(writer, XmlCheck(name)) if screened_as_xml(name) else writer
+
+
 @dataclass(frozen=True)
 class Opened:
     """A package whose every file was checked; ``paths`` are where they were written."""
@@ -281,7 +329,7 @@ def open_package(
     try:
         contents = read_asic(
             prefetch(plaintext, name="ipunkt-open"),
-            sink if sink is not None else DiscardSink(),
+            XmlScreen(sink if sink is not None else DiscardSink()),
             trust=trust,
             limits=limits,
         )
