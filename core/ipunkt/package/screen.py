@@ -101,19 +101,25 @@ class PackageScreen:
                 outcome = (result, None)
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                 loop.call_soon_threadsafe(settle, *outcome)
+            del outcome  # the error's traceback holds this frame: no cycle left for the GC
 
         threading.Thread(target=work, name="ipunkt-screen", daemon=True).start()
+        ended = False
         try:
             async for chunk in chunks:
                 await self._hand(queue, chunk, verdict)
                 yield chunk
             await self._hand(queue, _END, verdict)
+            ended = True
             self.opened = await self._outcome(verdict)
         finally:
-            if not verdict.done():
+            if not ended:
+                # The worker, or the thread it decrypts in, may still wait for a chunk, also
+                # after it refused the package: tell it that none will come.
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(_ABANDONED)
+            if not verdict.done():
                 await asyncio.wait({verdict})
             if not verdict.cancelled():
                 verdict.exception()  # retrieved: the reader of the stream learnt what it needs

@@ -21,7 +21,14 @@ import hashlib
 import mimetypes
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -92,14 +99,14 @@ async def _next(iterator: AsyncIterator[bytes]) -> bytes:
 
 def from_async(
     open_chunks: Callable[[], AsyncIterator[bytes]], loop: asyncio.AbstractEventLoop
-) -> Callable[[], Iterator[bytes]]:
+) -> Callable[[], Generator[bytes, None, None]]:
     """A :attr:`Document.open` for a source that streams on the event loop.
 
     :func:`seal` is blocking work for a worker thread (``asyncio.to_thread``); this lets it pull
     an attachment that the plugin contract gives as an async iterator, chunk by chunk.
     """
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Generator[bytes, None, None]:
         iterator = open_chunks()
         try:
             while True:
@@ -110,9 +117,21 @@ def from_async(
         finally:
             close = getattr(iterator, "aclose", None)
             if close is not None:
-                asyncio.run_coroutine_threadsafe(close(), loop).result()
+                if _running_in(loop):
+                    # Finalized by the garbage collector on the loop's own thread (a traceback
+                    # held this generator): waiting there for the loop would freeze it for good.
+                    loop.create_task(close())
+                else:
+                    asyncio.run_coroutine_threadsafe(close(), loop).result()
 
     return chunks
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -324,11 +343,11 @@ def open_package(
     so in ``contents.trusted``). Raises a :class:`PackageError` saying what is wrong.
     """
     reader = CmsReader(source)
-    plaintext = reader.decrypt(key)
+    plaintext = prefetch(reader.decrypt(key), name="ipunkt-open")
     sink = DirectorySink(destination) if destination is not None else None
     try:
         contents = read_asic(
-            prefetch(plaintext, name="ipunkt-open"),
+            plaintext,
             XmlScreen(sink if sink is not None else DiscardSink()),
             trust=trust,
             limits=limits,
@@ -337,6 +356,10 @@ def open_package(
         if sink is not None:
             sink.discard()
         raise
+    finally:
+        # Stop the decrypting thread now, not whenever the traceback that holds it is freed
+        # (in whatever thread that happens to be).
+        plaintext.close()
     manifest = None
     if contents.manifest is not None:
         try:

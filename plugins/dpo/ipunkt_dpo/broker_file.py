@@ -258,6 +258,8 @@ class IncomingFile:
         self._members = async_stream_unzip(self._counted(chunks), chunk_size=PIPE_CHUNK).__aiter__()
         self._spool_dir = spool_dir
         self._spool: BinaryIO | None = None
+        self.sbd: dict[str, Any] | None = None
+        """The SBD, once read (also when the file turns out broken after it)."""
         self.broken: BrokenFile | None = None
         """Why the file is broken, once that is known (also while the sink read the package)."""
 
@@ -330,7 +332,7 @@ class IncomingFile:
             if name in (SBD_JSON, CONTENT_XML):
                 if sbd is not None:
                     raise self._broken(f"the file holds more than one SBD ({name} again)")
-                sbd = _parse_sbd(name, await _read_small(chunks, name))
+                sbd = self.sbd = _parse_sbd(name, await _read_small(chunks, name))
             elif name == ASIC_ZIP:
                 if self._spool is not None:
                     raise self._broken("the file holds more than one asic.zip")

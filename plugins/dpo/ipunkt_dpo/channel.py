@@ -544,7 +544,6 @@ class DPOChannel(Channel):
             self.client.download(organisation, transfer_id) as chunks,
             IncomingFile(chunks, limits=self._file_limits) as incoming,
         ):
-            sbd: dict[str, Any] | None = None
             try:
                 sbd, payload = await incoming.open()
                 sbd_header.check_incoming(sbd)
@@ -572,7 +571,7 @@ class DPOChannel(Channel):
                 stored = sbd
             except (BrokenFile, UnusableSbd, PackageError) as exc:
                 log.warning("dpo: discarding a broken file", reason=str(exc))
-                refused = (sbd, str(exc))
+                refused = (incoming.sbd, str(exc))
         if refused is not None:
             # Before the confirmation: a reply that fails for now (TransientError) leaves the
             # file unconfirmed, to be taken, refused and answered again.
