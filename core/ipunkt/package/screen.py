@@ -129,8 +129,9 @@ class PackageScreen:
     ) -> None:
         """Queue ``item`` for the worker, unless it has already decided."""
         if not verdict.done():
-            put = asyncio.ensure_future(queue.put(item))
-            await asyncio.wait({put, verdict}, return_when=asyncio.FIRST_COMPLETED)
+            put: asyncio.Future[object] = asyncio.ensure_future(queue.put(item))
+            pending: set[asyncio.Future[object]] = {put, verdict}  # type: ignore[arg-type]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if put.done():
                 return
             put.cancel()
