@@ -229,6 +229,30 @@ async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
     )
 
 
+async def test_a_refused_file_is_confirmed_only_once_its_sender_was_told(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    """The FEIL reply goes out before the confirmation: if the broker cannot take it now, the
+    file stays unconfirmed and is taken, refused and answered again at the next poll."""
+    transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json",
+                                                                          _valid_sbd(kit))))
+    b = await world.channel(kit.ORG_B)
+    world.broker.inject(Fault(status=503, method="POST", path="/filetransfer$"))
+
+    with pytest.raises(TransientError):
+        await b.poll_incoming(make_sink())
+
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadStarted"
+    assert _replies(world, kit) == []
+    sink = make_sink()
+    await b.poll_incoming(sink)
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    [reply] = _replies(world, kit)
+    assert reply["status"]["status"] == "FEIL"
+    assert "holds no asic.zip" in reply["status"]["description"]
+
+
 @pytest.mark.parametrize("wrap_errors", [False, True])
 @pytest.mark.parametrize(
     ("damage", "reason"),
