@@ -91,7 +91,7 @@ class ChannelSink(IncomingSink):
         if body.status is None or sbd.message_id is None:
             raise PermanentError("the status message names no status or message id")
         status = ReceiptStatus(body.status.value)
-        await self._apply(sbd.message_id, status, None)
+        await self._apply(sbd.message_id, status, body.description)
         self.metrics.incoming.labels(self.service, "receipt").inc()
 
     async def _arkivmelding_receipt(self, body: ArkivmeldingKvitteringMessage) -> None:

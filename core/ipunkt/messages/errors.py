@@ -204,10 +204,3 @@ class MessagePersist(ApiError):
 
     def __init__(self, filename: str) -> None:
         super().__init__(f"Could not persist file named '{filename}'")
-
-
-class AsicRead(ApiError):
-    status = 500
-
-    def __init__(self, message_id: str) -> None:
-        super().__init__(f"Could not read the ASiC of message {message_id}")

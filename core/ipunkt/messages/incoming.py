@@ -201,13 +201,15 @@ class IncomingMessages:
         return record
 
     async def _corrupt(self, record: store.MessageRecord, reason: str) -> None:
+        """As the original's pop: the message is removed, FEIL registered, and 404 answered."""
         await self._remove_corrupt(record, reason)
-        raise errors.AsicRead(record.message_id)
+        raise errors.FileNotFound(["asic.zip"])
 
     async def _remove_corrupt(self, record: store.MessageRecord, reason: str) -> None:
-        """An unreadable message is removed and FEIL registered, as the original does."""
+        """An unreadable message is removed and FEIL registered with the reason, as the
+        original does (its text, then why)."""
         message = (f'Can not read file "asic.zip" for message [messageId={record.message_id}, '
-                   f"sender={record.sender_identifier}], removing from queue.")
+                   f"sender={record.sender_identifier}], removing from queue. Reason: {reason}")
         log.error("incoming message unreadable", message_id=record.message_id, reason=reason)
         deleted = await self.store.delete_message(store.Direction.INCOMING, record.message_id)
         await self.store.blobs.delete(deleted.blob_ids)

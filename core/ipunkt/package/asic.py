@@ -18,6 +18,7 @@ file's digest against what the signature covers, and the signature itself.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import stat
@@ -302,6 +303,29 @@ class _Counted:
             yield chunk
 
 
+class _Budget:
+    """The unpacked bytes of every entry, held to the limits as they come out."""
+
+    def __init__(self, limits: Limits, packed: _Counted) -> None:
+        self._limits = limits
+        self._packed = packed
+        self.total = 0
+
+    def spend(self, size: int) -> None:
+        limits = self._limits
+        self.total += size
+        if self.total > limits.max_total_bytes:
+            raise UnsafeArchive(
+                f"the container unpacks to more than {limits.max_total_bytes} bytes"
+            )
+        consumed = self._packed.consumed
+        if self.total > limits.ratio_grace and self.total > limits.max_ratio * consumed:
+            raise UnsafeArchive(
+                f"the container unpacks {self.total} bytes from {consumed} "
+                f"(over {limits.max_ratio}:1): a zip bomb"
+            )
+
+
 def _decode_name(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -329,7 +353,7 @@ def read_asic(
     digests: dict[str, tuple[int, bytes]] = {}
     metadata: dict[str, bytes] = {}
     manifest = b""
-    total = 0
+    budget = _Budget(limits, packed)
     try:
         for index, (raw_name, _size, member) in enumerate(
             stream_unzip(packed, chunk_size=chunk_size)
@@ -347,13 +371,13 @@ def read_asic(
             if name == "mimetype" or name.upper().startswith("META-INF/"):
                 buffer = bytearray()
                 for chunk in member:
+                    budget.spend(len(chunk))
                     buffer += chunk
                     if len(buffer) > limits.max_metadata_bytes:
                         raise UnsafeArchive(
                             f"{name} is larger than {limits.max_metadata_bytes} bytes"
                         )
                 data = bytes(buffer)
-                total += len(data)
                 if name == "mimetype":
                     if index != 0:
                         raise UnsafeArchive("the mimetype entry is not the first in the container")
@@ -374,16 +398,7 @@ def read_asic(
             try:
                 for chunk in member:
                     size += len(chunk)
-                    total += len(chunk)
-                    if total > limits.max_total_bytes:
-                        raise UnsafeArchive(
-                            f"the container unpacks to more than {limits.max_total_bytes} bytes"
-                        )
-                    if total > limits.ratio_grace and total > limits.max_ratio * packed.consumed:
-                        raise UnsafeArchive(
-                            f"the container unpacks {total} bytes from {packed.consumed} "
-                            f"(over {limits.max_ratio}:1): a zip bomb"
-                        )
+                    budget.spend(len(chunk))
                     digest.update(chunk)
                     writer.write(chunk)
                     if keep:
@@ -392,8 +407,12 @@ def read_asic(
                                 f"manifest.xml is larger than {limits.max_metadata_bytes} bytes"
                             )
                         manifest += chunk
-            finally:
-                writer.close()
+            except BaseException:
+                # The file is cut short: what its writer thinks of the stub must not hide why.
+                with contextlib.suppress(PackageError):
+                    writer.close()
+                raise
+            writer.close()
             digests[name] = (size, digest.digest())
     except CRC32IntegrityError as exc:
         raise IntegrityError("a file in the container is damaged (CRC mismatch)") from exc

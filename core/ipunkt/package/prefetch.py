@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -23,7 +23,9 @@ class _Failed:
         self.error = error
 
 
-def prefetch(source: Iterator[T], *, depth: int = 4, name: str = "ipunkt-prefetch") -> Iterator[T]:
+def prefetch(
+    source: Iterator[T], *, depth: int = 4, name: str = "ipunkt-prefetch"
+) -> Generator[T, None, None]:
     """Yield ``source``'s items, produced in a worker thread at most ``depth`` items ahead.
 
     An exception in ``source`` is raised here; stopping early (``close()`` or an exception in

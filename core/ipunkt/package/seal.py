@@ -8,7 +8,10 @@ and a few megabytes whatever the size of the documents.
 ``open_package``: CMS -> ASiC-E -> files, decrypting in a worker thread while the calling
 thread unpacks, digests and writes. Files are written to a staging directory and moved into
 place only once every digest and the signature are checked, so a broken package leaves
-nothing behind.
+nothing behind. The XML files that integration points and their clients read (``META-INF``'s,
+``manifest.xml``, ``arkivmelding.xml``) are checked on the way for DTDs, entities and depth
+(:class:`XmlScreen`), so that no reader after ipunkt meets a "billion laughs" or an external
+entity in them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import hashlib
 import mimetypes
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +44,7 @@ from ipunkt.package.asic import (
     FileWriter,
     Limits,
     SignatureFormat,
+    Sink,
     WriteResult,
     WrittenFile,
     check_name,
@@ -45,6 +56,7 @@ from ipunkt.package.errors import PackageError, UnsafeArchive
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.manifest import IpManifest, ManifestError, SdpManifest, parse_manifest
 from ipunkt.package.prefetch import prefetch
+from ipunkt.package.safexml import UnsafeXml, XmlCheck
 from ipunkt.package.trust import TrustStore
 
 log = structlog.get_logger(__name__)
@@ -87,14 +99,14 @@ async def _next(iterator: AsyncIterator[bytes]) -> bytes:
 
 def from_async(
     open_chunks: Callable[[], AsyncIterator[bytes]], loop: asyncio.AbstractEventLoop
-) -> Callable[[], Iterator[bytes]]:
+) -> Callable[[], Generator[bytes, None, None]]:
     """A :attr:`Document.open` for a source that streams on the event loop.
 
     :func:`seal` is blocking work for a worker thread (``asyncio.to_thread``); this lets it pull
     an attachment that the plugin contract gives as an async iterator, chunk by chunk.
     """
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Generator[bytes, None, None]:
         iterator = open_chunks()
         try:
             while True:
@@ -105,9 +117,21 @@ def from_async(
         finally:
             close = getattr(iterator, "aclose", None)
             if close is not None:
-                asyncio.run_coroutine_threadsafe(close(), loop).result()
+                if _running_in(loop):
+                    # Finalized by the garbage collector on the loop's own thread (a traceback
+                    # held this generator): waiting there for the loop would freeze it for good.
+                    loop.create_task(close())
+                else:
+                    asyncio.run_coroutine_threadsafe(close(), loop).result()
 
     return chunks
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -253,6 +277,49 @@ class DirectorySink:
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
+SCREENED_XML = frozenset({"manifest.xml", "arkivmelding.xml"})
+"""Top-level files checked as XML, besides every ``META-INF/*.xml``."""
+
+
+def screened_as_xml(name: str) -> bool:
+    """Whether the file ``name`` of a package is XML that ipunkt or its client reads."""
+    folded = name.casefold()
+    return folded in SCREENED_XML or (
+        folded.startswith("meta-inf/") and folded.endswith(".xml")
+    )
+
+
+class _CheckedWriter:
+    def __init__(self, inner: FileWriter, check: XmlCheck) -> None:
+        self._inner = inner
+        self._check = check
+
+    def write(self, data: bytes) -> object:
+        try:
+            self._check.feed(data)
+        except UnsafeXml as exc:
+            raise UnsafeArchive(str(exc)) from None
+        return self._inner.write(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        try:
+            self._check.close()
+        except UnsafeXml as exc:
+            raise UnsafeArchive(str(exc)) from None
+
+
+class XmlScreen:
+    """A sink that passes files on to ``sink``, checking the XML ones as they stream past."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def open(self, name: str) -> FileWriter:
+        writer = self._sink.open(name)
+        return _CheckedWriter(writer, XmlCheck(name)) if screened_as_xml(name) else writer
+
+
 @dataclass(frozen=True)
 class Opened:
     """A package whose every file was checked; ``paths`` are where they were written."""
@@ -276,12 +343,12 @@ def open_package(
     so in ``contents.trusted``). Raises a :class:`PackageError` saying what is wrong.
     """
     reader = CmsReader(source)
-    plaintext = reader.decrypt(key)
+    plaintext = prefetch(reader.decrypt(key), name="ipunkt-open")
     sink = DirectorySink(destination) if destination is not None else None
     try:
         contents = read_asic(
-            prefetch(plaintext, name="ipunkt-open"),
-            sink if sink is not None else DiscardSink(),
+            plaintext,
+            XmlScreen(sink if sink is not None else DiscardSink()),
             trust=trust,
             limits=limits,
         )
@@ -289,6 +356,10 @@ def open_package(
         if sink is not None:
             sink.discard()
         raise
+    finally:
+        # Stop the decrypting thread now, not whenever the traceback that holds it is freed
+        # (in whatever thread that happens to be).
+        plaintext.close()
     manifest = None
     if contents.manifest is not None:
         try:

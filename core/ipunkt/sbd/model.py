@@ -413,6 +413,8 @@ class StatusMessage(BusinessMessage):
 
     hoveddokument: str | None = None
     status: DeliveryStatus | None = None
+    description: str | None = None
+    """Why, for a FEIL: ipunkt says why it refused a message (the original sends no reason)."""
 
 
 MESSAGE_TYPES: dict[str, type[BusinessMessage]] = {

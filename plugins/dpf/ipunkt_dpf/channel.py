@@ -439,7 +439,8 @@ class DPFChannel(Channel):
                     await self._with_download(forsendelse, work)
                 except incoming.OrderMismatch:
                     order = await self._with_download(
-                        forsendelse, partial(incoming.scan_order, forsendelse=forsendelse, key=key)
+                        forsendelse, partial(incoming.scan_order, forsendelse=forsendelse,
+                                             key=key, limit=MAX_INCOMING)
                     )
                     out.seek(0)
                     out.truncate()

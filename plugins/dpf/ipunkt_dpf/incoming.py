@@ -31,6 +31,10 @@ from stream_unzip import UnzipError, stream_unzip
 from ipunkt_dpf.arkivmelding import FILENAME, incoming_arkivmelding, when
 
 ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
+MAX_RATIO = 100
+"""Unpacked bytes per downloaded byte beyond which a download is refused as a zip bomb..."""
+RATIO_GRACE = 16 << 20
+"""...once this many bytes are unpacked."""
 AUTHORITY = "iso6523-actorid-upis"
 ZIP_MAGIC = b"PK\x03\x04"
 _ORGNR = re.compile(r"^\d{9}$")
@@ -184,27 +188,58 @@ def incoming_sbd(
     }
 
 
+class _Counted:
+    """The downloaded (decrypted) bytes, counted as the unzipping pulls them."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.consumed += len(chunk)
+            yield chunk
+
+
 class _Members:
-    """The downloaded documents, one after the other, checked against ``filmetadata``."""
+    """The downloaded documents, one after the other, checked against ``filmetadata``.
+
+    The download is a stranger's ZIP: every byte it unpacks counts against ``limit`` and
+    against :data:`MAX_RATIO` to the bytes downloaded (a zip bomb is refused within its first
+    megabytes), and it may hold no more files than ``filmetadata`` lists.
+    """
 
     def __init__(self, plaintext: Iterator[bytes], files: list[FileMeta], limit: int) -> None:
         self._limit = limit
-        self._remaining = limit
+        self._unpacked = 0
+        self._files = len(files)
+        self._seen = 0
         first = next(plaintext, b"")
         self.zipped = first.startswith(ZIP_MAGIC) or len(files) != 1
-        source = _prepend(first, plaintext)
+        self._packed = _Counted(_prepend(first, plaintext))
         self._members: Iterator[tuple[str, Iterable[bytes]]] = (
-            ((_name(raw), chunks) for raw, _size, chunks in stream_unzip(source))
+            ((_name(raw), chunks) for raw, _size, chunks in stream_unzip(self._packed))
             if self.zipped
-            else iter([(files[0].name, source)])
+            else iter([(files[0].name, self._packed)])
         )
 
-    def take(self, expected: FileMeta) -> Iterator[bytes]:
-        """The next document's bytes; it must be ``expected``."""
+    def _next(self) -> tuple[str, Iterable[bytes]] | None:
         try:
             member = next(self._members, None)
         except UnzipError as exc:
             raise _not_a_zip(exc) from exc
+        if member is not None:
+            self._seen += 1
+            if self._seen > self._files:
+                raise Unprocessable(
+                    f"the download holds {member[0]}, not in filmetadata (more files than the "
+                    f"{self._files} it lists)"
+                )
+        return member
+
+    def take(self, expected: FileMeta) -> Iterator[bytes]:
+        """The next document's bytes; it must be ``expected``."""
+        member = self._next()
         if member is None:
             raise Unprocessable(f"the download lacks {expected.name}, which filmetadata lists")
         name, chunks = member
@@ -212,34 +247,42 @@ class _Members:
             raise OrderMismatch()
         return self._guarded(expected, chunks)
 
-    def _guarded(self, expected: FileMeta, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def _count(self, size: int) -> None:
+        self._unpacked += size
+        if self._unpacked > self._limit:
+            raise Unprocessable(f"the forsendelse unpacks to more than {self._limit} bytes")
+        consumed = self._packed.consumed
+        if self._unpacked > RATIO_GRACE and self._unpacked > MAX_RATIO * consumed:
+            raise Unprocessable(
+                f"the download unpacks {self._unpacked} bytes from {consumed} "
+                f"(over {MAX_RATIO}:1): a zip bomb"
+            )
+
+    def _guarded(self, expected: FileMeta | None, chunks: Iterable[bytes]) -> Iterator[bytes]:
         size = 0
         try:
             for chunk in chunks:
                 size += len(chunk)
-                if expected.size is not None and size > expected.size:
+                if expected is not None and expected.size is not None and size > expected.size:
                     raise Unprocessable(
                         f"{expected.name} is larger than the {expected.size} bytes filmetadata says"
                     )
-                if size > self._remaining:
-                    raise Unprocessable(f"the forsendelse unpacks to more than {self._limit} bytes")
+                self._count(len(chunk))
                 yield chunk
         except UnzipError as exc:
+            name = expected.name if expected is not None else "a file"
             raise Unprocessable(
-                f"{expected.name} is damaged in the download ({type(exc).__name__})"
+                f"{name} is damaged in the download ({type(exc).__name__})"
             ) from exc
-        self._remaining -= size
 
     def rest(self) -> list[str]:
-        """Names of members nobody asked for (each drained); should be none."""
+        """Names of members nobody asked for (each drained within the limits); should be none."""
         extra = []
-        try:
-            for name, chunks in self._members:
-                for _ in chunks:
-                    pass
-                extra.append(name)
-        except UnzipError as exc:
-            raise _not_a_zip(exc) from exc
+        while (member := self._next()) is not None:
+            name, chunks = member
+            for _ in self._guarded(None, chunks):
+                pass
+            extra.append(name)
         return extra
 
 
@@ -248,11 +291,11 @@ def _not_a_zip(exc: Exception) -> Unprocessable:
 
 
 def scan_order(
-    source: Iterable[bytes], forsendelse: Forsendelse, key: OrganisationKey
+    source: Iterable[bytes], forsendelse: Forsendelse, key: OrganisationKey, *, limit: int
 ) -> list[str]:
     """The names in the downloaded ZIP, in its order (the documents are read and dropped)."""
     try:
-        return _Members(decrypt(source, key), forsendelse.files, limit=1 << 62).rest()
+        return _Members(decrypt(source, key), forsendelse.files, limit=limit).rest()
     except PackageError as exc:
         raise Unprocessable(f"the download cannot be opened: {exc}") from exc
 

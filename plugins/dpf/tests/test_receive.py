@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import struct
+import time
+import zipfile
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +20,7 @@ from ipunkt.package.manifest import IpManifest
 from ipunkt.package.seal import open_package
 from ipunkt.plugin import ReceiptStatus, TransientError
 from ipunkt.sbd import business_violations, header_violations, parse_sbd
-from ipunkt_dpf.incoming import Unprocessable, read_forsendelse, seal_forsendelse
+from ipunkt_dpf.incoming import Unprocessable, read_forsendelse, scan_order, seal_forsendelse
 from lxml import etree
 
 
@@ -292,3 +297,80 @@ def test_more_than_announced_is_refused_while_it_streams(
     ):
         seal_forsendelse(forsendelse, download, key=receiver_key, out=out,
                          received=datetime.now(UTC), limit=1 << 20)
+
+
+def _zip(*members: tuple[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _bomb_zip(listed: tuple[str, bytes], bomb_name: str, size: int) -> bytes:
+    """A ZIP of ``listed`` and then ``size`` bytes of zeros under ``bomb_name``, deflated to
+    about a thousandth: one MiB's deflate blocks flushed to a byte boundary, repeated, in an
+    entry whose sizes come after it (as streaming writers do)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    stream = segment * (size >> 20) + b"\x03\x00"
+    head = _zip(listed)
+    head = head[: head.index(b"PK\x01\x02")]  # the local entry, without its directory
+    name = bomb_name.encode()
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0x0808, 8, 0, 0x21, 0, 0, 0,
+                        len(name), 0)
+    return head + local + name + stream + struct.pack("<4sIII", b"PK\x07\x08", 0, 0, 0)
+
+
+def _forsendelse(kit: Any, files: list[dict[str, Any]]) -> Any:
+    return read_forsendelse({
+        "id": "9b45ab9e-e13a-489e-832d-56e836c9a8bc",
+        "mottaker": {"orgnr": kit.receiver}, "svarSendesTil": {"orgnr": kit.sender},
+        "downloadUrl": "/forsendelse/9b45ab9e-e13a-489e-832d-56e836c9a8bc",
+        "filmetadata": files,
+    }, fallback_sender=None)
+
+
+BOMB = 4 << 30
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("a bomb after the announced file", r"holds bomb\.bin, not in filmetadata"),
+        ("the announced file is a bomb of no announced size", r"over 100:1\): a zip bomb"),
+        ("more files than announced", r"holds x1, not in filmetadata"),
+    ],
+)
+def test_a_hostile_download_is_refused_within_its_limits(
+    receiver_key: Any, kit: Any, tmp_path: Path, case: str, reason: str
+) -> None:
+    """Extra files are not unpacked to learn their names, and what is unpacked is held to the
+    channel's limit and to a compression ratio: a bomb stops within its first megabytes."""
+    vedtak = ("vedtak.pdf", kit.pdf)
+    files: list[dict[str, Any]] = [{"filnavn": "vedtak.pdf", "mimetype": "application/pdf"}]
+    if case == "a bomb after the announced file":
+        plaintext = _bomb_zip(vedtak, "bomb.bin", BOMB)
+    elif case == "the announced file is a bomb of no announced size":
+        plaintext = _bomb_zip(("a.txt", b"a"), "vedtak.pdf", BOMB)
+        files = [{"filnavn": "a.txt", "mimetype": "text/plain"}, *files]
+    else:
+        plaintext = _zip(vedtak, *((f"x{i}", b"") for i in range(1, 50_000)))
+    forsendelse = _forsendelse(kit, files)
+    download = list(encrypt([plaintext], receiver_key.certificate))
+    started = time.monotonic()
+    with (tmp_path / "p.cms").open("wb") as out, pytest.raises(Unprocessable, match=reason):
+        seal_forsendelse(forsendelse, download, key=receiver_key, out=out,
+                         received=datetime.now(UTC), limit=1 << 30)
+    assert time.monotonic() - started < 5
+    assert (tmp_path / "p.cms").stat().st_size < 64 << 20, "the bomb was not sealed to disk"
+
+
+def test_looking_for_the_order_is_held_to_the_limits(receiver_key: Any, kit: Any) -> None:
+    forsendelse = _forsendelse(kit, [{"filnavn": "vedtak.pdf"}, {"filnavn": "kart.png"}])
+    plaintext = _bomb_zip(("kart.png", b"png"), "vedtak.pdf", BOMB)
+    download = list(encrypt([plaintext], receiver_key.certificate))
+    started = time.monotonic()
+    with pytest.raises(Unprocessable, match="a zip bomb"):
+        scan_order(download, forsendelse, receiver_key, limit=1 << 30)
+    assert time.monotonic() - started < 5

@@ -12,7 +12,12 @@ ZIP reader takes, unlike stored entries with a data descriptor.
 
 Reading: :class:`IncomingFile` unzips the download as it arrives. When ``sbd.json`` comes first
 (as the integrasjonspunkt writes it) the ``asic.zip`` entry is handed on as a stream while the
-download goes on; when it comes first it is spooled to a temporary file.
+download goes on; when it comes first it is spooled to a temporary file. The file comes from a
+stranger, so it is held to :class:`FileLimits` as it streams: its size, the bytes it unpacks to
+and their ratio to the bytes downloaded (a zip bomb is refused within its first megabytes, not
+when memory or disk run out), its number of entries, entry names that could escape a folder,
+and an SBD that is too large or nested too deep. The package stream ends only once the rest of
+the file was read and found sound, so nothing of a damaged file is kept.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import threading
 import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import structlog
+from ipunkt.package.asic import check_name
+from ipunkt.package.errors import UnsafeArchive
 from stream_unzip import UnzipError, async_stream_unzip
 
 from ipunkt_dpo.legacy_sbd import LegacySbdError, parse_content_xml
@@ -44,6 +52,8 @@ PIPE_CHUNK = 1 << 20
 PIPE_DEPTH = 4
 """Chunks the pipe holds before the worker waits for the upload to catch up."""
 MAX_SBD_BYTES = 16 << 20
+MAX_SBD_DEPTH = 64
+"""The deepest nesting of objects and arrays an SBD may have (its header nests eight deep)."""
 ZIP64_FROM = zipfile.ZIP64_LIMIT - (64 << 20)
 """Documents larger than this (with the package's overhead) need ZIP64 entries."""
 
@@ -53,6 +63,19 @@ SealInto = Callable[[IO[bytes]], None]
 
 class BrokenFile(ValueError):
     """A downloaded file that is not a usable ``sbd.zip``; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What a downloaded ``sbd.zip`` may do before it is refused as broken or hostile."""
+
+    max_bytes: int = 2 << 30
+    """The most bytes downloaded, and the most its entries may unpack to together."""
+    max_entries: int = 16
+    """Entries in the file (the integrasjonspunkt writes two)."""
+    max_ratio: int = 100
+    """Unpacked bytes per downloaded byte, once more than ``ratio_grace`` bytes are unpacked."""
+    ratio_grace: int = 16 << 20
 
 
 class _Abandoned(Exception):
@@ -175,18 +198,39 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
         pass
 
 
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in ``value`` (walked without recursion)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children if isinstance(item, dict | list) else ():
+            if isinstance(child, dict | list):
+                deepest = max(deepest, depth + 1)
+                if deepest > MAX_SBD_DEPTH:
+                    return deepest
+                pending.append((child, depth + 1))
+    return deepest
+
+
 def _parse_sbd(name: str, data: bytes) -> dict[str, Any]:
     if name == CONTENT_XML:
         try:
-            return parse_content_xml(data)
+            sbd = parse_content_xml(data)
         except LegacySbdError as exc:
             raise BrokenFile(f"content.xml: {exc}") from exc
-    try:
-        sbd = json.loads(data)
-    except ValueError as exc:
-        raise BrokenFile(f"sbd.json is not JSON: {exc}") from exc
-    if not isinstance(sbd, dict):
-        raise BrokenFile("sbd.json is not a JSON object")
+    else:
+        try:
+            sbd = json.loads(data)
+        except ValueError as exc:
+            raise BrokenFile(f"sbd.json is not JSON: {exc}") from exc
+        except RecursionError:
+            raise BrokenFile(f"sbd.json nests deeper than {MAX_SBD_DEPTH} levels") from None
+        if not isinstance(sbd, dict):
+            raise BrokenFile("sbd.json is not a JSON object")
+    if _depth(sbd) > MAX_SBD_DEPTH:
+        raise BrokenFile(f"{name} nests deeper than {MAX_SBD_DEPTH} levels")
     return sbd
 
 
@@ -194,18 +238,30 @@ class IncomingFile:
     """A downloaded ``sbd.zip``, unzipped as it streams in.
 
     ``async with IncomingFile(chunks) as incoming``: :meth:`open` returns the SBD and the
-    package stream (or None); the package must be read before :meth:`finish`, which reads the
-    rest of the ZIP. Anything wrong with the ZIP itself is :class:`BrokenFile`; errors of the
-    download (the channel's transient errors) pass through unchanged.
+    package stream (or None), which must be read to its end: it reads the rest of the file on
+    the way, so that a damaged or hostile end raises in the stream. Anything wrong with the ZIP
+    itself is :class:`BrokenFile` (also kept in :attr:`broken`); errors of the download (the
+    channel's transient errors) pass through unchanged.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], *, spool_dir: Path | None = None) -> None:
-        self._members = async_stream_unzip(chunks, chunk_size=PIPE_CHUNK).__aiter__()
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        spool_dir: Path | None = None,
+        limits: FileLimits | None = None,
+    ) -> None:
+        self.limits = limits or FileLimits()
+        self.downloaded = 0
+        self.unpacked = 0
+        self._entries = 0
+        self._members = async_stream_unzip(self._counted(chunks), chunk_size=PIPE_CHUNK).__aiter__()
         self._spool_dir = spool_dir
         self._spool: BinaryIO | None = None
-        self._pending: AsyncIterator[bytes] | None = None
+        self.sbd: dict[str, Any] | None = None
+        """The SBD, once read (also when the file turns out broken after it)."""
         self.broken: BrokenFile | None = None
-        """Set when the ZIP turned out broken while someone (the sink) read the package."""
+        """Why the file is broken, once that is known (also while the sink read the package)."""
 
     async def __aenter__(self) -> IncomingFile:
         return self
@@ -219,8 +275,19 @@ class IncomingFile:
             self._spool = None
         closing = getattr(self._members, "aclose", None)
         if closing is not None:
-            with contextlib.suppress(UnzipError, RuntimeError):
+            with contextlib.suppress(UnzipError, BrokenFile, RuntimeError):
                 await closing()
+
+    def _broken(self, reason: str) -> BrokenFile:
+        self.broken = self.broken or BrokenFile(reason)
+        return self.broken
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.downloaded += len(chunk)
+            if self.downloaded > self.limits.max_bytes:
+                raise self._broken(f"the file is larger than {self.limits.max_bytes} bytes")
+            yield chunk
 
     async def _next(self) -> tuple[str, AsyncIterator[bytes]] | None:
         try:
@@ -228,16 +295,35 @@ class IncomingFile:
         except StopAsyncIteration:
             return None
         except UnzipError as exc:
-            raise BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
-        return name.decode("utf-8", "replace"), self._guard(chunks)
+            raise self._broken(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
+        self._entries += 1
+        if self._entries > self.limits.max_entries:
+            raise self._broken(f"the file has more than {self.limits.max_entries} entries")
+        text = name.decode("utf-8", "replace")
+        try:
+            check_name(text)
+        except UnsafeArchive as exc:
+            raise self._broken(str(exc)) from None
+        return text, self._guard(chunks)
 
     async def _guard(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        limits = self.limits
         try:
             async for chunk in chunks:
+                self.unpacked += len(chunk)
+                if self.unpacked > limits.max_bytes:
+                    raise self._broken(f"the file unpacks to more than {limits.max_bytes} bytes")
+                if (
+                    self.unpacked > limits.ratio_grace
+                    and self.unpacked > limits.max_ratio * self.downloaded
+                ):
+                    raise self._broken(
+                        f"the file unpacks {self.unpacked} bytes from {self.downloaded} "
+                        f"(over {limits.max_ratio}:1): a zip bomb"
+                    )
                 yield chunk
         except UnzipError as exc:
-            self.broken = BrokenFile(f"not a readable ZIP: {type(exc).__name__}: {exc}")
-            raise self.broken from exc
+            raise self._broken(f"not a readable ZIP: {type(exc).__name__}: {exc}") from exc
 
     async def open(self) -> tuple[dict[str, Any], AsyncIterator[bytes] | None]:
         sbd: dict[str, Any] | None = None
@@ -245,14 +331,13 @@ class IncomingFile:
             name, chunks = member
             if name in (SBD_JSON, CONTENT_XML):
                 if sbd is not None:
-                    raise BrokenFile(f"the file holds more than one SBD ({name} again)")
-                sbd = _parse_sbd(name, await _read_small(chunks, name))
+                    raise self._broken(f"the file holds more than one SBD ({name} again)")
+                sbd = self.sbd = _parse_sbd(name, await _read_small(chunks, name))
             elif name == ASIC_ZIP:
-                if self._spool is not None or self._pending is not None:
-                    raise BrokenFile("the file holds more than one asic.zip")
+                if self._spool is not None:
+                    raise self._broken("the file holds more than one asic.zip")
                 if sbd is not None:
-                    self._pending = chunks
-                    return sbd, chunks
+                    return sbd, self._then_rest(chunks)
                 # Closed (and so deleted) by aclose().
                 self._spool = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115
                 async for chunk in chunks:
@@ -261,7 +346,7 @@ class IncomingFile:
                 log.info("skipping an unknown entry of sbd.zip", entry=name)
                 await _drain(chunks)
         if sbd is None:
-            raise BrokenFile("the file holds neither sbd.json nor content.xml")
+            raise self._broken("the file holds neither sbd.json nor content.xml")
         return sbd, (self._spooled() if self._spool is not None else None)
 
     async def _spooled(self) -> AsyncIterator[bytes]:
@@ -271,13 +356,13 @@ class IncomingFile:
         while chunk := await asyncio.to_thread(spool.read, PIPE_CHUNK):
             yield chunk
 
-    async def finish(self) -> None:
-        """Read what is left of the ZIP, so that a damaged end is noticed."""
-        if self._pending is not None:
-            await _drain(self._pending)
-            self._pending = None
+    async def _then_rest(self, package: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The package, then the rest of the file read: only a sound file ends the stream."""
+        async for chunk in package:
+            yield chunk
         while (member := await self._next()) is not None:
             name, chunks = member
             if name in (SBD_JSON, CONTENT_XML, ASIC_ZIP):
-                raise BrokenFile(f"the file holds {name} twice")
+                raise self._broken(f"the file holds {name} twice")
+            log.info("skipping an unknown entry of sbd.zip", entry=name)
             await _drain(chunks)

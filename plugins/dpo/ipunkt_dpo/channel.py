@@ -11,9 +11,15 @@ otherwise is a new transfer made.
 Receiving: for our organisation and each reportee, list the Published transfers whose
 recipient status is still Initialized, keep those of our message channel, oldest first; for
 each, stream the download into the core's sink (which stores it durably) and only then confirm
-the download. A file that is not a usable ``sbd.zip`` is confirmed and discarded, with the
-reason in the log. The core queues a ``status`` MOTTATT reply when it stores a message and
-LEVERT when its client took it, durably, and hands each to :meth:`DPOChannel.send_reply`.
+the download. On the way the file is held to its limits (:mod:`ipunkt_dpo.broker_file`) and its
+package is opened and verified as it streams to the store (:class:`PackageScreen`): decrypted
+with our key, unpacked within limits, its XML checked and its signature verified. A file that
+is broken or hostile is discarded, nothing of it kept, with the reason in the log; when its SBD
+names a sender that the broker confirms sent it, that sender is first answered with a
+``status`` FEIL carrying the reason, and the download is confirmed only once that answer went
+out (a reply that fails for now leaves the file to be taken, and refused, again). The core
+queues a ``status`` MOTTATT reply when it stores a message and LEVERT when its client took it,
+durably, and hands each to :meth:`DPOChannel.send_reply`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import aiohttp
-from ipunkt.package.errors import PackageError
+from ipunkt.package.asic import Limits
+from ipunkt.package.errors import CertificateProblem, PackageError
+from ipunkt.package.screen import PackageScreen
+from ipunkt.package.trust import TrustStore
 from ipunkt.plugin import (
     Attachment,
     Channel,
@@ -46,7 +55,13 @@ from ipunkt.plugin import (
 )
 
 from ipunkt_dpo import message_channel, sbd_header, status_messages
-from ipunkt_dpo.broker_file import FILE_NAME, BrokenFile, IncomingFile, write_broker_file
+from ipunkt_dpo.broker_file import (
+    FILE_NAME,
+    BrokenFile,
+    FileLimits,
+    IncomingFile,
+    write_broker_file,
+)
 from ipunkt_dpo.client import (
     BrokerClient,
     BrokerRefused,
@@ -83,6 +98,12 @@ class _Identity:
     reference: str | None
     sender: str | None
     created: datetime | None
+
+
+PACKAGE_OPTIONAL = frozenset({status_messages.STATUS_TYPE, "avtalt"})
+"""Message types that may come without ``asic.zip`` (besides every ``*_kvittering``)."""
+MAX_REASON = 1000
+"""The most characters of a refusal's reason that a FEIL reply carries."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,15 @@ class DPOChannel(Channel):
         self._next_sweep: float | None = None
         """When to look again for downloads started but never confirmed (monotonic clock)."""
         self._last_error: str | None = None
+        self._trust: TrustStore | None = None
+        self._file_limits = FileLimits(
+            max_bytes=self.config.incoming_size_limit, max_ratio=self.config.max_compression_ratio
+        )
+        self._package_limits = Limits(
+            max_entries=self.config.package_max_entries,
+            max_total_bytes=self.config.incoming_size_limit,
+            max_ratio=self.config.max_compression_ratio,
+        )
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -152,6 +182,11 @@ class DPOChannel(Channel):
             )
         if self.context.key is None:
             raise ConfigurationError("DPO needs the organisation's key to sign its packages")
+        if self.config.trust_anchors:
+            try:
+                self._trust = TrustStore.load(*self.config.trust_anchors)
+            except CertificateProblem as exc:
+                raise ConfigurationError(f"channels.dpo.trust_anchors: {exc}") from exc
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self.config.connect_timeout,
@@ -517,6 +552,7 @@ class DPOChannel(Channel):
         ]
         ours.sort(key=lambda o: str(o.get("created") or ""))
         taking = [str(o.get("fileTransferId")) for o in ours]
+        senders = {str(o.get("fileTransferId")): str(o.get("sender") or "") for o in ours}
         # What is no longer ours to take (another instance took it, or it is gone) is dropped.
         self._untaken = {(o, t) for o, t in self._untaken if o != organisation or t in taking}
 
@@ -526,7 +562,7 @@ class DPOChannel(Channel):
         async def take(index: int, transfer_id: str) -> bool:
             async with gate:
                 try:
-                    await self._take(organisation, transfer_id, sink,
+                    await self._take(organisation, transfer_id, senders[transfer_id], sink,
                                      (turns[index], turns[index + 1]))
                 except Exception as exc:  # one file's trouble must not stop the others
                     self._untaken.add((organisation, transfer_id))
@@ -547,14 +583,16 @@ class DPOChannel(Channel):
         self,
         organisation: str,
         transfer_id: str,
+        sender: str,
         sink: IncomingSink,
         turn: tuple[asyncio.Event, asyncio.Event],
     ) -> None:
-        """Download, store and confirm one file; ``turn`` (mine, the next's) keeps the stores
-        in the order the files were published, while downloads and replies overlap."""
+        """Download, store and confirm one file that the broker says ``sender`` sent; ``turn``
+        (mine, the next's) keeps the stores in the order the files were published, while
+        downloads and replies overlap."""
         mine, following = turn
         try:
-            await self._take_in_turn(organisation, transfer_id, sink, turn)
+            await self._take_in_turn(organisation, transfer_id, sender, sink, turn)
         finally:
             await mine.wait()
             following.set()
@@ -563,16 +601,18 @@ class DPOChannel(Channel):
         self,
         organisation: str,
         transfer_id: str,
+        sender: str,
         sink: IncomingSink,
         turn: tuple[asyncio.Event, asyncio.Event],
     ) -> None:
         mine, following = turn
         log = self.log.bind(file_transfer_id=transfer_id, organisation=organisation)
         stored: dict[str, Any] | None = None
+        refused: tuple[dict[str, Any] | None, str] | None = None
         new = False
         async with (
             self.client.download(organisation, transfer_id) as chunks,
-            IncomingFile(chunks) as incoming,
+            IncomingFile(chunks, limits=self._file_limits) as incoming,
         ):
             try:
                 sbd, payload = await incoming.open()
@@ -582,25 +622,87 @@ class DPOChannel(Channel):
                     conversation_id=sbd_header.conversation_id(sbd),
                     document_type=sbd_header.document_type(sbd),
                 )
+                screen = self._screen(sbd, payload)
+                if screen is not None and payload is not None:
+                    payload = screen.stream(payload)
                 await mine.wait()
                 try:
                     new = await sink.receive(IncomingMessage(sbd=sbd, payload=payload))
-                except Exception:
-                    if incoming.broken is None:
-                        raise
-                    raise incoming.broken from None  # the sink stopped at the broken package
+                except Exception as exc:
+                    # Whatever the sink made of it, a broken file or package is why it stopped.
+                    reason = incoming.broken or (screen.refusal if screen else None)
+                    if reason is not None:
+                        raise reason from None
+                    if isinstance(exc, PermanentError):  # the core can never store this SBD
+                        raise UnusableSbd(str(exc)) from None
+                    raise
                 finally:
                     following.set()
                 stored = sbd
-            except (BrokenFile, UnusableSbd) as exc:
+            except (BrokenFile, UnusableSbd, PackageError) as exc:
                 log.warning("dpo: discarding a broken file", reason=str(exc))
-            if stored is not None:
-                try:
-                    await incoming.finish()
-                except BrokenFile as exc:
-                    log.warning("dpo: the stored file has a damaged end", reason=str(exc))
+                refused = (incoming.sbd, str(exc))
+        if refused is not None:
+            # Before the confirmation: a reply that fails for now (TransientError) leaves the
+            # file unconfirmed, to be taken, refused and answered again.
+            await self._refuse(*refused, sender=sender, log=log)
         await self.client.confirm_download(organisation, transfer_id)
         log.info("dpo: file taken", stored=stored is not None, new=new)
+
+    def _screen(
+        self, sbd: Mapping[str, Any], payload: object | None
+    ) -> PackageScreen | None:
+        """The screen the package must pass; UnusableSbd when a package is missing."""
+        kind = sbd_header.document_type(sbd) or ""
+        if payload is None:
+            if kind in PACKAGE_OPTIONAL or kind.endswith("_kvittering"):
+                return None
+            raise UnusableSbd(f"the file holds no asic.zip, which a {kind} message needs")
+        key = self.context.key
+        assert key is not None  # start() refuses to run without it
+        return PackageScreen(key=key, trust=self._trust, limits=self._package_limits)
+
+    async def _refuse(
+        self, sbd: dict[str, Any] | None, reason: str, *, sender: str, log: Any
+    ) -> None:
+        """Tell the sender of a refused file why, with a ``status`` FEIL, where that is safe:
+        its SBD must name us, ids and a sender that the broker confirms sent the file (else a
+        forged SBD could make us send FEIL to someone else), and it is not itself a status."""
+        if sbd is None:
+            log.info("dpo: the sender of a refused file cannot be told: it has no readable SBD")
+            return
+        claimed = sbd_header.sender(sbd)
+        try:
+            acting = Party.parse(claimed or "").acting
+            ours = Party.parse(sbd_header.receiver(sbd) or "").acting.organisation
+        except ValueError:
+            log.info("dpo: the sender of a refused file cannot be told: its SBD names no parties")
+            return
+        actual = Party.parse(sender).organisation if sender else None
+        reasons = {
+            "it is a status": sbd_header.document_type(sbd) == status_messages.STATUS_TYPE,
+            "its ids are not UUIDs": not (
+                sbd_header.is_uuid(sbd_header.message_id(sbd))
+                and sbd_header.is_uuid(sbd_header.conversation_id(sbd))
+            ),
+            "it is not addressed to us": ours not in self.organisations,
+            f"the broker says {sender}, not {acting.broker_id}, sent it": (
+                acting.organisation != actual
+            ),
+        }
+        why_not = [why for why, applies in reasons.items() if applies]
+        if why_not:
+            log.info("dpo: the sender of a refused file is not told", because=why_not[0])
+            return
+        description = f"refused by {self.context.organisation}: {reason}"[:MAX_REASON]
+        reply = status_messages.status_reply(sbd, ReceiptStatus.FEIL, description=description)
+        try:
+            await self._send_sbd(reply, (), service_record=None, attempt=1)
+        except PermanentError as exc:
+            log.warning("dpo: the broker refuses the FEIL reply; the sender is not told",
+                        error=str(exc))
+            return
+        log.info("dpo: told the sender the file was refused", receiver=acting.broker_id)
 
     # -- status replies -----------------------------------------------------------------------
 

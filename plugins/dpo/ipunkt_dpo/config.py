@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from ipunkt.plugin import ChannelConfig
@@ -28,6 +29,17 @@ class DPOConfig(ChannelConfig):
     store failed, or the process died between download and confirmation); also done at start."""
     upload_size_limit: int = Field(GIB, gt=0)
     """The largest total size of one message's files, in bytes (the original's 1 GB)."""
+    incoming_size_limit: int = Field(2 * GIB, gt=0)
+    """The largest file taken from the broker, in bytes, and the most its entries, or its
+    package's files, may unpack to; a larger one is refused."""
+    max_compression_ratio: int = Field(100, ge=1)
+    """Unpacked bytes per packed byte beyond which an incoming file or package is refused as a
+    zip bomb (checked once 16 MiB are unpacked)."""
+    package_max_entries: int = Field(1000, ge=1)
+    """The most files an incoming package may hold."""
+    trust_anchors: tuple[Path, ...] = ()
+    """PEM files of the CAs whose certificates may sign incoming packages (Buypass, Commfides).
+    Without them a package's signature is still checked, but not who signed it."""
     connect_timeout: float = Field(3.0, gt=0)
     """Seconds to wait for a connection to the broker."""
     request_timeout: float = Field(30.0, gt=0)

@@ -55,7 +55,11 @@ async def setup(environment: SandboxEnvironment) -> SandboxChannel:
     return SandboxChannel(
         service="DPO",
         channel_configs={
-            party.number: {"broker_url": f"{url}/broker/api/v1", "poll_interval": 1.0}
+            party.number: {
+                "broker_url": f"{url}/broker/api/v1",
+                "poll_interval": 1.0,
+                "trust_anchors": [str(environment.trust_anchor)],
+            }
             for party in parties
         },
         receivers=receivers,

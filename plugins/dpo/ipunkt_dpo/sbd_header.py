@@ -126,7 +126,7 @@ def message_channel(sbd: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _is_uuid(value: str | None) -> bool:
+def is_uuid(value: str | None) -> bool:
     if value is None:
         return False
     try:
@@ -147,9 +147,9 @@ def check_incoming(sbd: Any) -> None:
             Party.parse(value)
         except ValueError as exc:
             raise UnusableSbd(f"the SBD's {role}: {exc}") from exc
-    if not _is_uuid(message_id(sbd)):
+    if not is_uuid(message_id(sbd)):
         raise UnusableSbd(f"the messageId {message_id(sbd)!r} is not a UUID")
-    if not _is_uuid(conversation_id(sbd)):
+    if not is_uuid(conversation_id(sbd)):
         raise UnusableSbd(f"the conversationId {conversation_id(sbd)!r} is not a UUID")
     kind = document_type(sbd)
     if kind is None:

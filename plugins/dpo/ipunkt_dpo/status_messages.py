@@ -1,7 +1,9 @@
 """The ``status`` messages a receiving integration point sends back over DPO.
 
 When it stores a message it answers MOTTATT, and when its client has taken the message,
-LEVERT. The reply is an SBD built from the original as the integrasjonspunkt's
+LEVERT. When it cannot take a message (its file or package is broken or hostile) it answers
+FEIL with the reason in ``description``, which the original's reader ignores and ipunkt's
+registers with the status. The reply is an SBD built from the original as the integrasjonspunkt's
 ``SBDFactory.createStatusFrom`` builds it: the parties swapped, the *same* messageId and
 conversationId, the response process of the original's kind, document standard
 ``urn:no:difi:eformidling:xsd::status``, and the original's ``MessageChannel`` scope so that the
@@ -43,7 +45,11 @@ def _partner(value: str) -> list[dict[str, Any]]:
 
 
 def status_reply(
-    original: Mapping[str, Any], status: ReceiptStatus, *, now: datetime | None = None
+    original: Mapping[str, Any],
+    status: ReceiptStatus,
+    *,
+    description: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The ``status`` SBD that tells the sender of ``original`` that it reached ``status``."""
     moment = now or datetime.now(UTC)
@@ -82,5 +88,6 @@ def status_reply(
             },
             "businessScope": {"scope": scopes},
         },
-        STATUS_TYPE: {"status": status.value},
+        STATUS_TYPE: {"status": status.value}
+        | ({"description": description} if description is not None else {}),
     }

@@ -25,6 +25,9 @@ from aiohttp.test_utils import TestServer
 from ipunkt.maskinporten.client import MaskinportenClient, MaskinportenError, SystemUser
 from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten
 from ipunkt.package import testcerts
+from ipunkt.package.keys import OrganisationKey
+from ipunkt.package.manifest import IpManifest, MainDocument
+from ipunkt.package.seal import Document, seal
 from ipunkt.package.testcerts import ThrowawayPki
 from ipunkt.plugin import (
     Attachment,
@@ -381,6 +384,33 @@ class Kit:
                 yield data[start : start + (64 << 10)]
 
         return Attachment(filename, mime, len(data), chunks, primary=primary)
+
+    @staticmethod
+    def package(
+        sender: OrganisationKey,
+        receiver: OrganisationKey,
+        files: Mapping[str, bytes] | None = None,
+    ) -> bytes:
+        """A real sealed package (``asic.zip``) from ``sender`` to ``receiver``."""
+        files = files if files is not None else {"arkivmelding.xml": b"<arkivmelding/>"}
+        documents = [
+            Document(name, "application/xml", lambda data=data: [data], len(data))
+            for name, data in files.items()
+        ]
+        first = next(iter(files))
+        buffer = io.BytesIO()
+        seal(
+            documents,
+            key=sender,
+            recipient=receiver.certificate,
+            out=buffer,
+            manifest=IpManifest(
+                receiver=receiver.organisation_number or ORG_B,
+                sender=sender.organisation_number or ORG_A,
+                main_document=MainDocument(first, "application/xml"),
+            ),
+        )
+        return buffer.getvalue()
 
     @staticmethod
     def sbd_zip(*members: tuple[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:

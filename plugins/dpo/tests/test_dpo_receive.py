@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -16,11 +17,14 @@ from ipunkt_dpo.fake import Fault, FaultKind
 ARKIVMELDING = b"<arkivmelding>saksmappe</arkivmelding>"
 
 
-async def _send(world: Any, kit: Any, channel: Any, sender: str, receiver: str, **sbd: Any) -> Any:
+async def _send(
+    world: Any, kit: Any, channel: Any, sender: str, receiver: str, *,
+    record: dict[str, Any] | None = None, **sbd: Any,
+) -> Any:
     message = kit.outgoing(
         kit.arkivmelding_sbd(f"0192:{sender}", f"0192:{receiver}", **sbd),
         [kit.attachment("arkivmelding.xml", ARKIVMELDING, primary=True)],
-        world.service_record(receiver),
+        record or world.service_record(receiver),
     )
     await channel.send(message)
     return message
@@ -151,19 +155,36 @@ def _valid_sbd(kit: Any, **changes: Any) -> bytes:
     ).encode()
 
 
+def _valid_file(world: Any, kit: Any, **changes: Any) -> bytes:
+    """A sound ``sbd.zip`` from A to B: the SBD and a package sealed for B."""
+    package = kit.package(world.pki[kit.ORG_A], world.pki[kit.ORG_B])
+    return kit.sbd_zip(("sbd.json", _valid_sbd(kit, **changes)), ("asic.zip", package))
+
+
+def _replies(world: Any, kit: Any) -> list[dict[str, Any]]:
+    """The SBDs of the status replies B put on the broker."""
+    found = []
+    for transfer in world.broker.transfers.values():
+        if transfer.sender == f"0192:{kit.ORG_B}":
+            with zipfile.ZipFile(transfer.path) as archive:
+                found.append(json.loads(archive.read("sbd.json")))
+    return found
+
+
 @pytest.mark.parametrize(
-    ("case", "reason"),
+    ("case", "reason", "told"),
     [
-        ("not a zip", "not a readable ZIP"),
-        ("no sbd", "neither sbd.json nor content.xml"),
-        ("sbd not json", "sbd.json is not JSON"),
-        ("message id not a uuid", "messageId 'ikke-en-uuid' is not a UUID"),
-        ("no business message", "no 'arkivmelding' business message"),
-        ("two sbds", "more than one SBD"),
+        ("not a zip", "not a readable ZIP", False),
+        ("no sbd", "neither sbd.json nor content.xml", False),
+        ("sbd not json", "sbd.json is not JSON", False),
+        ("message id not a uuid", "messageId 'ikke-en-uuid' is not a UUID", False),
+        ("no business message", "no 'arkivmelding' business message", True),
+        ("two sbds", "more than one SBD", True),
+        ("no package", "holds no asic.zip, which a arkivmelding message needs", True),
     ],
 )
 async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
-    world: Any, kit: Any, make_sink: Any, case: str, reason: str
+    world: Any, kit: Any, make_sink: Any, case: str, reason: str, told: bool
 ) -> None:
     build = {
         "not a zip": lambda: b"PK\x03\x04 this is not a zip file at all",
@@ -176,6 +197,7 @@ async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
         "two sbds": lambda: kit.sbd_zip(
             ("sbd.json", _valid_sbd(kit)), ("sbd.json", _valid_sbd(kit))
         ),
+        "no package": lambda: kit.sbd_zip(("sbd.json", _valid_sbd(kit))),
     }
     data = build[case]()
     transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, data)
@@ -190,20 +212,72 @@ async def test_a_broken_file_is_confirmed_and_discarded_with_the_reason(
     discarded = [e for e in logs if e["event"] == "dpo: discarding a broken file"]
     assert len(discarded) == 1 and reason in discarded[0]["reason"], logs
     assert discarded[0]["file_transfer_id"] == transfer_id
-    assert len(world.broker.transfers) == 1, "no status reply for a discarded file"
+    replies = _replies(world, kit)
+    if not told:
+        assert replies == [], "the sender cannot be read: nobody is told"
+        return
+    [reply] = replies
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    sent = json.loads(archive.read(archive.infolist()[0]))  # the first SBD is the one read
+    header = reply["standardBusinessDocumentHeader"]
+    assert reply["status"]["status"] == "FEIL"
+    assert reason in reply["status"]["description"]
+    assert header["receiver"][0]["identifier"]["value"] == f"0192:{kit.ORG_A}"
+    assert (
+        header["documentIdentification"]["instanceIdentifier"]
+        == sent["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
+    )
+
+
+async def test_a_refused_file_is_confirmed_only_once_its_sender_was_told(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    """The FEIL reply goes out before the confirmation: if the broker cannot take it now, the
+    file stays unconfirmed and is taken, refused and answered again at the next poll."""
+    transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json",
+                                                                          _valid_sbd(kit))))
+    b = await world.channel(kit.ORG_B)
+    world.broker.inject(Fault(status=503, method="POST", path="/filetransfer$"))
+
+    with pytest.raises(TransientError):
+        await b.poll_incoming(make_sink())
+
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadStarted"
+    assert _replies(world, kit) == []
+    sink = make_sink()
+    await b.poll_incoming(sink)
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    [reply] = _replies(world, kit)
+    assert reply["status"]["status"] == "FEIL"
+    assert "holds no asic.zip" in reply["status"]["description"]
 
 
 @pytest.mark.parametrize("wrap_errors", [False, True])
-async def test_a_package_found_broken_while_stored_is_confirmed_and_discarded(
-    world: Any, kit: Any, make_sink: Any, wrap_errors: bool
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("the zip's crc", "CRC32IntegrityError"),
+        ("the package", "container"),
+    ],
+)
+async def test_a_file_found_broken_while_stored_is_confirmed_and_discarded(
+    world: Any, kit: Any, make_sink: Any, wrap_errors: bool, damage: str, reason: str
 ) -> None:
-    sealed = bytes(range(256)) * 400
+    document = bytes(range(256)) * 400
+    package = bytearray(
+        kit.package(world.pki[kit.ORG_A], world.pki[kit.ORG_B], {"data.bin": document})
+    )
+    if damage == "the package":
+        package[len(package) // 2] ^= 0x01  # one bit: a block of the document decrypts to noise
     data = bytearray(
         kit.sbd_zip(
-            ("sbd.json", _valid_sbd(kit)), ("asic.zip", sealed), compression=zipfile.ZIP_STORED
+            ("sbd.json", _valid_sbd(kit)), ("asic.zip", bytes(package)),
+            compression=zipfile.ZIP_STORED,
         )
     )
-    data[data.index(sealed) + 5000] ^= 0xFF  # one bit flipped: the CRC-32 no longer matches
+    if damage == "the zip's crc":
+        data[data.index(b"asic.zip") - 30 + 14] ^= 0xFF  # the local header's CRC-32
     transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, bytes(data))
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
@@ -215,7 +289,9 @@ async def test_a_package_found_broken_while_stored_is_confirmed_and_discarded(
     assert sink.received == []
     assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
     [discarded] = [e for e in logs if e["event"] == "dpo: discarding a broken file"]
-    assert "CRC32IntegrityError" in discarded["reason"]
+    assert reason in discarded["reason"], discarded
+    [reply] = _replies(world, kit)
+    assert reply["status"]["status"] == "FEIL" and reason in reply["status"]["description"]
 
 
 async def test_a_file_left_unconfirmed_by_a_crash_is_taken_after_a_restart(
@@ -272,15 +348,16 @@ async def test_legacy_content_xml_is_read(world: Any, kit: Any, make_sink: Any) 
     <hoveddokument>arkivmelding.xml</hoveddokument>
   </arkivmelding>
 </StandardBusinessDocument>""".encode()
+    package = kit.package(world.pki[kit.ORG_A], world.pki[kit.ORG_B])
     await world.put_file(
-        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("content.xml", content), ("asic.zip", b"sealed"))
+        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("content.xml", content), ("asic.zip", package))
     )
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
 
     await b.poll_incoming(sink)
 
-    [(sbd, package)] = sink.received
+    [(sbd, stored)] = sink.received
     header = sbd["standardBusinessDocumentHeader"]
     assert header["sender"] == [
         {"identifier": {"authority": "iso6523-actorid-upis", "value": f"9908:{kit.ORG_A}"}}
@@ -296,11 +373,13 @@ async def test_legacy_content_xml_is_read(world: Any, kit: Any, make_sink: Any) 
         "scopeInformation": [{"expectedResponseDateTime": "2019-05-10T01:31:52+02:00"}],
     }
     assert sbd["arkivmelding"] == {"sikkerhetsnivaa": "3", "hoveddokument": "arkivmelding.xml"}
-    assert package.read_bytes() == b"sealed"
+    assert stored.read_bytes() == package
 
 
 async def test_a_package_before_its_sbd_is_spooled(world: Any, kit: Any, make_sink: Any) -> None:
-    sealed = bytes(range(256)) * 5000
+    sealed = kit.package(
+        world.pki[kit.ORG_A], world.pki[kit.ORG_B], {"data.bin": bytes(range(256)) * 5000}
+    )
     await world.put_file(
         kit.ORG_A, kit.ORG_B, kit.sbd_zip(("asic.zip", sealed), ("sbd.json", _valid_sbd(kit)))
     )
@@ -316,9 +395,7 @@ async def test_a_package_before_its_sbd_is_spooled(world: Any, kit: Any, make_si
 async def test_a_duplicate_is_confirmed_but_handed_on_once(
     world: Any, kit: Any, make_sink: Any
 ) -> None:
-    data = kit.sbd_zip(
-        ("sbd.json", _valid_sbd(kit, message_id="0a8f3d1c-5a4b-4bb0-9f5e-1d2c3b4a5f60"))
-    )
+    data = _valid_file(world, kit, message_id="0a8f3d1c-5a4b-4bb0-9f5e-1d2c3b4a5f60")
     first = await world.put_file(kit.ORG_A, kit.ORG_B, data)
     second = await world.put_file(kit.ORG_A, kit.ORG_B, data)
     b = await world.channel(kit.ORG_B)
@@ -338,9 +415,7 @@ async def test_oldest_first(world: Any, kit: Any, make_sink: Any) -> None:
         "3b4e28ba-2fa1-41d2-883f-0016d3cca427",
     ]
     for message_id in ids:
-        await world.put_file(
-            kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit, message_id=message_id)))
-        )
+        await world.put_file(kit.ORG_A, kit.ORG_B, _valid_file(world, kit, message_id=message_id))
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
 
@@ -356,12 +431,12 @@ async def test_oldest_first(world: Any, kit: Any, make_sink: Any) -> None:
 async def test_message_channels_split_the_files_of_one_organisation(
     world: Any, kit: Any, make_sink: Any
 ) -> None:
-    plain = await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))))
+    plain = await world.put_file(kit.ORG_A, kit.ORG_B, _valid_file(world, kit))
     channelled = await world.put_file(
-        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))), reference="saksbehandling"
+        kit.ORG_A, kit.ORG_B, _valid_file(world, kit), reference="saksbehandling"
     )
     other = await world.put_file(
-        kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))), reference="arkiv"
+        kit.ORG_A, kit.ORG_B, _valid_file(world, kit), reference="arkiv"
     )
     without = await world.channel(kit.ORG_B)
     with_channel = await world.channel(kit.ORG_B, message_channel="saksbehandling")
@@ -408,7 +483,11 @@ async def test_files_for_a_reportee_are_taken_with_its_system_user(
 ) -> None:
     b = await world.channel(kit.ORG_B)
     a = await world.channel(kit.ORG_A, reportees=(kit.REPORTEE,))
-    message = await _send(world, kit, b, kit.ORG_B, kit.REPORTEE)
+    # The reportee's record names the certificate of the integration point that takes its
+    # files: packages for it are opened with A's key.
+    record = {**world.service_record(kit.REPORTEE),
+              "pemCertificate": world.service_record(kit.ORG_A)["pemCertificate"]}
+    message = await _send(world, kit, b, kit.ORG_B, kit.REPORTEE, record=record)
     sink = make_sink()
 
     await a.poll_incoming(sink)
@@ -427,8 +506,11 @@ async def test_files_for_a_reportee_are_taken_with_its_system_user(
 async def test_a_poll_takes_more_than_the_broker_lists_at_once(
     world: Any, kit: Any, make_sink: Any
 ) -> None:
+    package = kit.package(world.pki[kit.ORG_A], world.pki[kit.ORG_B])
     for _ in range(105):
-        await world.put_file(kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit))))
+        await world.put_file(
+            kit.ORG_A, kit.ORG_B, kit.sbd_zip(("sbd.json", _valid_sbd(kit)), ("asic.zip", package))
+        )
     b = await world.channel(kit.ORG_B)
     sink = make_sink()
 
