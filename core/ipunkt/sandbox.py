@@ -7,28 +7,40 @@ plugin's fakes (registered through the ``register_sandbox`` hook); and two integ
 run with configs written for them. With ``fakes_only``, the integration points are left to
 the user (``ipunkt serve --config <written config>``), so that they can be stopped and
 restarted on their data while the fakes keep running.
+
+Started again on a folder it ran in before, the sandbox resumes: it keeps its CA, the
+organisations' keys, the fake Maskinporten's signing keys (tokens issued before still verify)
+and each fake's port (``sandbox-ports.json``), so the configs it writes come out the same and
+integration points running on them carry on. A fake that keeps its state on disk (the DPO
+broker) carries on too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 import tomli_w
 from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipunkt.app import create_app
 from ipunkt.gateway import load_gateway
 from ipunkt.lookup.registry import LocalRegistry
 from ipunkt.lookup.service_registry_fake import FakeServiceRegistry
-from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten
-from ipunkt.package.keys import OrganisationKey
+from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten, new_signing_key
+from ipunkt.package.errors import PackageError
+from ipunkt.package.keys import OrganisationKey, load_key
 from ipunkt.package.testcerts import CertificateAuthority, make_ca, pem
 from ipunkt.package.trust import TrustStore
 from ipunkt.plugin import SandboxChannel, SandboxEnvironment, SandboxParty
@@ -40,6 +52,13 @@ ORGANISATIONS = (("910077473", "Sandkasse A"), ("910075918", "Sandkasse B"))
 """The organisations whose integration points the sandbox runs (test organisation numbers)."""
 PASSWORD = "sandbox"
 """Every sandbox integration point's API password (the user name is its letter)."""
+CA_CERTIFICATE = "sandbox-ca.pem"
+CA_KEY = Path("keys") / "sandbox-ca.key.pem"
+PORTS = "sandbox-ports.json"
+"""Each fake's port by name, so that a restarted sandbox serves it where the configs say."""
+SIGNING_KEYS = {"tokens": Path("keys") / "maskinporten-tokens.key.pem",
+                "altinn": Path("keys") / "maskinporten-altinn.key.pem"}
+"""The fake Maskinporten's keys for its access tokens and its exchanged Altinn tokens."""
 
 
 @dataclass
@@ -78,17 +97,23 @@ class Sandbox:
     channels: list[SandboxChannel] = field(default_factory=list)
     fakes: dict[str, str] = field(default_factory=dict)
     _runners: list[web.AppRunner] = field(default_factory=list)
+    _ports: dict[str, int] = field(default_factory=dict)
+    _resumed: bool = False
 
     async def start(self) -> dict[str, Any]:
         """Start everything; returns the state (what :meth:`state` answers)."""
         # The configs name files in this folder and are read from inside it: absolute paths.
         self.folder = self.folder.resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        ca = make_ca("ipunkt sandbox CA")
-        anchor = self.folder / "sandbox-ca.pem"
-        anchor.write_bytes(pem(ca.certificate))
+        ca = self._certificate_authority()
+        self._ports = _recorded_ports(self.folder / PORTS) if self._resumed else {}
+        anchor = self.folder / CA_CERTIFICATE
         parties = [self._party(ca, number, name) for number, name in ORGANISATIONS]
-        maskinporten = FakeMaskinporten(trust=TrustStore([ca.certificate]))
+        maskinporten = FakeMaskinporten(
+            trust=TrustStore([ca.certificate]),
+            key=self._signing_key(SIGNING_KEYS["tokens"]),
+            altinn_key=self._signing_key(SIGNING_KEYS["altinn"]),
+        )
         maskinporten_url = await self.serve("maskinporten", maskinporten.app())
         environment = SandboxEnvironment(
             folder=self.folder,
@@ -124,15 +149,23 @@ class Sandbox:
         return self.state()
 
     async def serve(self, name: str, app: web.Application, port: int = 0) -> str:
-        """Run ``app`` on loopback; its base URL is recorded under ``name``."""
+        """Run ``app`` on loopback; its base URL is recorded under ``name``, and its port in
+        the folder: a resumed sandbox serves it on the same port."""
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
         self._runners.append(runner)
+        port = port or self._ports.get(name, 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"the sandbox's {name} cannot listen on port {port} (kept "
+                                     f"in {self.folder / PORTS}): {exc.strerror}") from exc
         bound = runner.addresses[0][1]
         url = f"http://127.0.0.1:{bound}"
         self.fakes[name] = url
+        self._ports[name] = bound
+        _write_atomically(self.folder / PORTS, json.dumps(self._ports, indent=2).encode() + b"\n")
         return url
 
     async def stop(self) -> None:
@@ -152,12 +185,38 @@ class Sandbox:
             },
         }
 
+    def _certificate_authority(self) -> CertificateAuthority:
+        """The folder's CA when it has one (a resume), else a new one, written there."""
+        certificate_path, key_path = self.folder / CA_CERTIFICATE, self.folder / CA_KEY
+        if certificate_path.exists() and key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if isinstance(key, rsa.RSAPrivateKey):
+                self._resumed = True
+                log.info("sandbox resumes", folder=str(self.folder))
+                return CertificateAuthority(
+                    key, x509.load_pem_x509_certificate(certificate_path.read_bytes()))
+        ca = make_ca("ipunkt sandbox CA")
+        _write_private(key_path, _key_pem(ca.private_key))
+        _write_atomically(certificate_path, pem(ca.certificate))
+        return ca
+
+    def _signing_key(self, relative: Path) -> rsa.RSAPrivateKey:
+        """A key kept in the folder: the one there on a resume, else a new one."""
+        path = self.folder / relative
+        if self._resumed and path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if isinstance(key, rsa.RSAPrivateKey):
+                return key
+        key = new_signing_key()
+        _write_private(path, _key_pem(key))
+        return key
+
     def _party(self, ca: CertificateAuthority, number: str, name: str) -> SandboxParty:
-        key = ca.issue(number, name)
         path = self.folder / "keys" / f"{number}.pem"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_key_pem(key) + pem(key.certificate, *key.chain))
-        path.chmod(0o600)
+        key = _issued_before(path, ca) if self._resumed else None
+        if key is None:
+            key = ca.issue(number, name)
+            _write_private(path, _key_pem(key.private_key) + pem(key.certificate, *key.chain))
         return SandboxParty(number, name, path, pem(key.certificate).decode())
 
     def _receivers(self, parties: Sequence[SandboxParty]) -> list[dict[str, Any]]:
@@ -243,12 +302,56 @@ def _merge(
             into[key] = value
 
 
-def _key_pem(key: OrganisationKey) -> bytes:
-    return key.private_key.private_bytes(
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _issued_before(path: Path, ca: CertificateAuthority) -> OrganisationKey | None:
+    """The organisation key a previous run wrote, if the CA issued it and it is still valid."""
+    if not path.exists():
+        return None
+    try:
+        key = load_key(path)
+    except PackageError:
+        return None
+    certificate = key.certificate
+    try:
+        certificate.verify_directly_issued_by(ca.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return None
+    now = datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc:
+        return None
+    return key
+
+
+def _recorded_ports(path: Path) -> dict[str, int]:
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(name): port for name, port in recorded.items() if isinstance(port, int)}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, data, mode=0o600)
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write a file whole or not at all: the sandbox may be killed at any moment."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as sink:
+        sink.write(data)
+        sink.flush()
+        os.fsync(sink.fileno())
+    os.replace(temporary, path)
 
 
 def describe(state: Mapping[str, Any]) -> str:

@@ -16,7 +16,11 @@ It models what the DPO channel meets in Altinn (read from Altinn/altinn-broker's
 - faults on demand (:class:`Fault`): an error status (429 with ``Retry-After``, 5xx), a slow
   answer, a body cut short, or the connection dropped after the work was done.
 
-Files are kept on disk while they stream in and out. Every request is journalled
+Files are kept on disk while they stream in and out. Given a ``storage`` folder, the broker
+also keeps its transfers there (``transfers.sqlite3``: each transfer's state, written durably at
+every change), so a broker killed and started again on the folder carries on where it was: an
+upload cut off by the kill has failed, as in Altinn, and a virus scan under way finishes. Every
+request is journalled
 (:attr:`FakeBroker.journal`) so that tests can check each one against the published OpenAPI
 document.
 
@@ -34,6 +38,7 @@ import json
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from collections import deque
@@ -53,6 +58,9 @@ BASE = "/broker/api/v1"
 CHUNK = 1 << 20
 LIST_LIMIT = 100
 MAX_UPLOAD_SIZE = 2 * 1024 * 1024 * 1024
+STATE_FILE = "transfers.sqlite3"
+"""The broker's transfers in its storage folder."""
+UPLOAD_ABORTED = "File upload failed and was aborted"
 READ = "altinn:broker.read"
 WRITE = "altinn:broker.write"
 ORG_NUMBER = re.compile(r"^(?:\d{4}:|urn:altinn:organization:identifier-no:)(\d{9})$")
@@ -380,6 +388,8 @@ class Transfer:
     recipient_history: list[RecipientEvent] = field(default_factory=list)
     size: int = 0
     path: Path | None = None
+    on_change: Callable[[Transfer], None] | None = field(default=None, repr=False, compare=False)
+    """Told of every status change (the broker keeps the transfer durably)."""
 
     @property
     def status(self) -> TransferStatus:
@@ -387,6 +397,8 @@ class Transfer:
 
     def set_status(self, status: TransferStatus, text: str | None = None) -> None:
         self.history.append(StatusEvent(status, _now(), text))
+        if self.on_change is not None:
+            self.on_change(self)
 
     def recipient_event(self, recipient: str) -> RecipientEvent | None:
         events = [e for e in self.recipient_history if e.recipient == recipient]
@@ -398,6 +410,8 @@ class Transfer:
 
     def set_recipient_status(self, recipient: str, status: RecipientStatus) -> None:
         self.recipient_history.append(RecipientEvent(recipient, status, _now()))
+        if self.on_change is not None:
+            self.on_change(self)
 
     def status_changed(self, status: TransferStatus) -> datetime | None:
         times = [e.at for e in self.history if e.status is status]
@@ -438,6 +452,68 @@ class Transfer:
             "fileTransferStatusHistory": [e.to_json() for e in self.history],
             "recipientFileTransferStatusHistory": [e.to_json() for e in self.recipient_history],
         }
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything about the transfer, as JSON, for :meth:`from_state`."""
+        return {
+            "id": self.id, "resource": self.resource, "file_name": self.file_name,
+            "reference": self.reference, "sender": self.sender, "recipients": self.recipients,
+            "property_list": self.property_list, "checksum": self.checksum,
+            "use_virus_scan": self.use_virus_scan, "created": _time(self.created),
+            "expires": _time(self.expires), "size": self.size,
+            "path": str(self.path) if self.path else None,
+            "history": [[e.status.value, _time(e.at), e.text] for e in self.history],
+            "recipient_history": [[e.recipient, e.status.value, _time(e.at)]
+                                  for e in self.recipient_history],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Transfer:
+        return cls(
+            id=state["id"], resource=state["resource"], file_name=state["file_name"],
+            reference=state["reference"], sender=state["sender"],
+            recipients=list(state["recipients"]), property_list=dict(state["property_list"]),
+            checksum=state["checksum"], use_virus_scan=state["use_virus_scan"],
+            created=datetime.fromisoformat(state["created"]),
+            expires=datetime.fromisoformat(state["expires"]), size=state["size"],
+            path=Path(state["path"]) if state["path"] else None,
+            history=[StatusEvent(TransferStatus(status), datetime.fromisoformat(at), text)
+                     for status, at, text in state["history"]],
+            recipient_history=[
+                RecipientEvent(recipient, RecipientStatus(status), datetime.fromisoformat(at))
+                for recipient, status, at in state["recipient_history"]
+            ],
+        )
+
+
+class TransferTable:
+    """The broker's transfers on disk: one row per transfer, replaced at each change.
+
+    Each change is committed before the broker answers (WAL, ``synchronous = FULL``), so a
+    broker killed at any moment starts again with every transfer as its clients last saw it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS transfer (id TEXT PRIMARY KEY, state TEXT NOT NULL)"
+        )
+
+    def load(self) -> list[Transfer]:
+        rows = self._db.execute("SELECT state FROM transfer ORDER BY rowid").fetchall()
+        return [Transfer.from_state(json.loads(state)) for (state,) in rows]
+
+    def save(self, transfer: Transfer) -> None:
+        self._db.execute(
+            "INSERT INTO transfer (id, state) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            (transfer.id, json.dumps(transfer.to_state())),
+        )
+
+    def close(self) -> None:
+        self._db.close()
 
 
 @dataclass(frozen=True)
@@ -490,6 +566,28 @@ class FakeBroker:
         self.faults: list[Fault] = []
         self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._scans: set[asyncio.Task[None]] = set()
+        self._table: TransferTable | None = None
+        if not self._own_storage:
+            self.storage.mkdir(parents=True, exist_ok=True)
+            self._table = TransferTable(self.storage / STATE_FILE)
+            for transfer in self._table.load():
+                self._keep(transfer, save=False)
+                if transfer.status is TransferStatus.UPLOAD_STARTED:
+                    # The upload's connection died with the broker that took it.
+                    transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
+                    self._discard_file(transfer)
+            log.info("fake broker: transfers loaded", count=len(self.transfers))
+
+    def _keep(self, transfer: Transfer, *, save: bool = True) -> None:
+        """Hold ``transfer``; with a storage folder, keep it there at each of its changes."""
+        self.transfers[transfer.id] = transfer
+        if self._table is not None:
+            transfer.on_change = self._table.save
+            if save:
+                self._table.save(transfer)
+
+    def _discard_file(self, transfer: Transfer) -> None:
+        (self.storage / transfer.id).unlink(missing_ok=True)
 
     # -- scripting, for tests -----------------------------------------------------------------
 
@@ -509,6 +607,9 @@ class FakeBroker:
     def close(self) -> None:
         for task in self._scans:
             task.cancel()
+        if self._table is not None:
+            self._table.close()
+            self._table = None
         if self._own_storage:
             shutil.rmtree(self.storage, ignore_errors=True)
 
@@ -530,8 +631,17 @@ class FakeBroker:
             route.add_post("/_fake/tokens", self._control_token)
             route.add_get("/_fake/transfers", self._control_transfers)
             route.add_post("/_fake/faults", self._control_fault)
+        app.on_startup.append(self._resume_scans)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    async def _resume_scans(self, _: web.Application) -> None:
+        """Scans that a stopped broker left under way finish when their time is up."""
+        for transfer in self.transfers.values():
+            if transfer.status is TransferStatus.UPLOAD_PROCESSING:
+                started = transfer.status_changed(TransferStatus.UPLOAD_PROCESSING) or _now()
+                left = self.scan_seconds - (_now() - started).total_seconds()
+                self._start_scan(transfer, max(left, 0.0))
 
     async def _cleanup(self, _: web.Application) -> None:
         self.close()
@@ -679,7 +789,7 @@ class FakeBroker:
         transfer.set_status(TransferStatus.INITIALIZED)
         for recipient in transfer.recipients:
             transfer.set_recipient_status(recipient, RecipientStatus.INITIALIZED)
-        self.transfers[transfer.id] = transfer
+        self._keep(transfer)
         log.info("fake broker: transfer initialized", transfer=transfer.id, sender=sender)
         return web.json_response({"fileTransferId": transfer.id})
 
@@ -711,7 +821,7 @@ class FakeBroker:
                     digest.update(chunk)
                     sink.write(chunk)
         except (ConnectionError, asyncio.CancelledError, web.HTTPException, OSError) as exc:
-            transfer.set_status(TransferStatus.FAILED, "File upload failed and was aborted")
+            transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
             path.unlink(missing_ok=True)
             log.info("fake broker: upload broke off", transfer=transfer.id, error=repr(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -726,16 +836,20 @@ class FakeBroker:
         transfer.path, transfer.size, transfer.checksum = path, size, checksum
         transfer.set_status(TransferStatus.UPLOAD_PROCESSING)
         if self.scan_seconds > 0:
-            task = asyncio.get_running_loop().create_task(self._scan(transfer))
-            self._scans.add(task)
-            task.add_done_callback(self._scans.discard)
+            self._start_scan(transfer, self.scan_seconds)
         else:
             transfer.set_status(TransferStatus.PUBLISHED)
         log.info("fake broker: file uploaded", transfer=transfer.id, bytes=size)
         return web.json_response({"fileTransferId": transfer.id})
 
-    async def _scan(self, transfer: Transfer) -> None:
-        await asyncio.sleep(self.scan_seconds)
+    def _start_scan(self, transfer: Transfer, seconds: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._scan(transfer, seconds))
+        self._scans.add(task)
+        task.add_done_callback(self._scans.discard)
+
+    @staticmethod
+    async def _scan(transfer: Transfer, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         if transfer.status is TransferStatus.UPLOAD_PROCESSING:
             transfer.set_status(TransferStatus.PUBLISHED)
 
