@@ -376,7 +376,8 @@ def describe(state: Mapping[str, Any]) -> str:
 
 
 def write_state(state: Mapping[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(state, indent=2) + "\n")
+    """Written whole or not at all: a script waits for it to know the sandbox is up."""
+    _write_atomically(path, (json.dumps(state, indent=2) + "\n").encode())
 
 
 async def run_forever(sandbox: Sandbox, state_file: Path | None) -> None:
