@@ -183,7 +183,7 @@ async def test_started_again_on_its_folder_the_sandbox_resumes(tmp_path: Path) -
     try:
         assert resumed == state
         assert {path.name: path.read_bytes() for path in _kept(folder)} == written
-        assert await _jwk(resumed) == jwk, "tokens issued before still verify"
+        assert await _jwk(resumed) == jwk, "what they signed before still verifies"
     finally:
         await again.stop()
 
@@ -195,10 +195,14 @@ async def test_started_again_on_its_folder_the_sandbox_resumes(tmp_path: Path) -
 
 
 async def _jwk(state: dict) -> dict:
-    """The keys the fake Maskinporten publishes for its tokens."""
-    async with (aiohttp.ClientSession() as session,
-                session.get(f"{state['fakes']['maskinporten']}/jwk") as response):
-        return dict(await response.json())
+    """The keys (``kid``, ``n``, ``e``) the fake Maskinporten and Service Registry publish for
+    what they sign."""
+    keys = {}
+    async with aiohttp.ClientSession() as session:
+        for fake in ("maskinporten", "service-registry"):
+            async with session.get(f"{state['fakes'][fake]}/jwk") as response:
+                keys[fake] = [(k["kid"], k["n"], k["e"]) for k in (await response.json())["keys"]]
+    return keys
 
 
 def _kept(folder: Path) -> list[Path]:

@@ -9,8 +9,9 @@ the user (``ipunkt serve --config <written config>``), so that they can be stopp
 restarted on their data while the fakes keep running.
 
 Started again on a folder it ran in before, the sandbox resumes: it keeps its CA, the
-organisations' keys, the fake Maskinporten's signing keys (tokens issued before still verify)
-and each fake's port (``sandbox-ports.json``), so the configs it writes come out the same and
+organisations' keys, the signing keys of the fake Maskinporten (tokens issued before still
+verify) and of the fake Service Registry (integration points keep the key they fetched), and
+each fake's port (``sandbox-ports.json``), so the configs it writes come out the same and
 integration points running on them carry on. A fake that keeps its state on disk (the DPO
 broker) carries on too.
 """
@@ -57,8 +58,10 @@ CA_KEY = Path("keys") / "sandbox-ca.key.pem"
 PORTS = "sandbox-ports.json"
 """Each fake's port by name, so that a restarted sandbox serves it where the configs say."""
 SIGNING_KEYS = {"tokens": Path("keys") / "maskinporten-tokens.key.pem",
-                "altinn": Path("keys") / "maskinporten-altinn.key.pem"}
-"""The fake Maskinporten's keys for its access tokens and its exchanged Altinn tokens."""
+                "altinn": Path("keys") / "maskinporten-altinn.key.pem",
+                "registry": Path("keys") / "service-registry.key.pem"}
+"""The fake Maskinporten's keys for its access tokens and its exchanged Altinn tokens, and the
+fake Service Registry's for its answers (integration points keep the key they fetched)."""
 
 
 @dataclass
@@ -138,7 +141,8 @@ class Sandbox:
             ))
         registry = self.folder / "registry.toml"
         registry.write_text(tomli_w.dumps({"receiver": self._receivers(parties)}))
-        service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True)
+        service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True,
+                                               key=self._signing_key(SIGNING_KEYS["registry"]))
         registry_url = await self.serve("service-registry", service_registry.app())
         for letter, party, port in zip("AB", parties, self.ports, strict=True):
             config = self._write_config(letter, party, port, registry_url, maskinporten_url)
