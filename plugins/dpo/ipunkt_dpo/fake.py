@@ -18,8 +18,9 @@ It models what the DPO channel meets in Altinn (read from Altinn/altinn-broker's
 
 Files are kept on disk while they stream in and out. Given a ``storage`` folder, the broker
 also keeps its transfers there (``transfers.sqlite3``: each transfer's state, written durably at
-every change), so a broker killed and started again on the folder carries on where it was: an
-upload cut off by the kill has failed, as in Altinn, and a virus scan under way finishes. Every
+every change, read when its app starts), so a broker killed and started again on the folder
+carries on where it was: an upload cut off by the kill has failed, as in Altinn, and a virus
+scan under way finishes. Every
 request is journalled
 (:attr:`FakeBroker.journal`) so that tests can check each one against the published OpenAPI
 document.
@@ -93,6 +94,10 @@ class TransferStatus(StrEnum):
 
 
 STATUS_ORDER = list(TransferStatus)
+FINISHED = frozenset({TransferStatus.ALL_CONFIRMED_DOWNLOADED, TransferStatus.CANCELLED,
+                      TransferStatus.PURGED, TransferStatus.FAILED})
+"""A transfer in one of these changes no more (but a recipient may download it again)."""
+_FINISHED_SQL = ", ".join(f"'{status.value}'" for status in sorted(FINISHED))
 STATUS_TEXT = {
     TransferStatus.INITIALIZED: "Ready for upload",
     TransferStatus.UPLOAD_STARTED: "Upload started",
@@ -491,6 +496,8 @@ class TransferTable:
 
     Each change is committed before the broker answers (WAL, ``synchronous = FULL``), so a
     broker killed at any moment starts again with every transfer as its clients last saw it.
+    Beside each transfer's state, the columns a listing filters on find finished transfers
+    without holding them in memory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -498,18 +505,53 @@ class TransferTable:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS transfer (id TEXT PRIMARY KEY, state TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS transfer (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "resource TEXT NOT NULL, parties TEXT NOT NULL, status TEXT NOT NULL, "
+            "created REAL NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS transfer_listing ON transfer (resource, status, created)"
         )
 
-    def load(self) -> list[Transfer]:
-        rows = self._db.execute("SELECT state FROM transfer ORDER BY rowid").fetchall()
+    def load(self, *, finished: bool = True) -> list[Transfer]:
+        """Every transfer, or (``finished`` False) those still under way."""
+        where = "" if finished else f" WHERE status NOT IN ({_FINISHED_SQL})"
+        rows = self._db.execute(f"SELECT state FROM transfer{where} ORDER BY rowid").fetchall()
+        return [Transfer.from_state(json.loads(state)) for (state,) in rows]
+
+    def get(self, transfer_id: str) -> Transfer | None:
+        row = self._db.execute("SELECT state FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
+        return Transfer.from_state(json.loads(row[0])) if row else None
+
+    def finished(
+        self, resource: str, party: str, status: TransferStatus | None,
+        created_after: datetime | None, created_before: datetime | None,
+    ) -> list[Transfer]:
+        """Finished transfers of ``resource`` that ``party`` sent or receives, narrowed by what
+        a listing's filters allow (the listing applies them exactly)."""
+        sql = (f"SELECT state FROM transfer WHERE status IN ({_FINISHED_SQL}) AND resource = ? "
+               "AND instr(parties, ?) > 0")
+        params: list[Any] = [resource, f" {party} "]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        if created_after is not None:
+            sql += " AND created > ?"
+            params.append(created_after.timestamp())
+        if created_before is not None:
+            sql += " AND created < ?"
+            params.append(created_before.timestamp())
+        rows = self._db.execute(sql, params).fetchall()
         return [Transfer.from_state(json.loads(state)) for (state,) in rows]
 
     def save(self, transfer: Transfer) -> None:
         self._db.execute(
-            "INSERT INTO transfer (id, state) VALUES (?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            (transfer.id, json.dumps(transfer.to_state())),
+            "INSERT INTO transfer (id, state, resource, parties, status, created) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+            "status = excluded.status",
+            (transfer.id, json.dumps(transfer.to_state()), transfer.resource,
+             f" {' '.join([transfer.sender, *transfer.recipients])} ", transfer.status.value,
+             transfer.created.timestamp()),
         )
 
     def close(self) -> None:
@@ -553,7 +595,11 @@ class FakeBroker:
         max_upload_size: int = MAX_UPLOAD_SIZE,
         time_to_live: timedelta = timedelta(days=30),
         journal_size: int = 10_000,
+        keep_finished: bool = True,
     ) -> None:
+        """``keep_finished`` False: with a ``storage`` folder, a finished transfer is kept only
+        there, so a long-running broker (the sandbox's) holds in memory only the transfers
+        under way; :attr:`transfers` then has only those."""
         self.issued = IssuedTokens()
         self.tokens: TokenCheck = tokens or self.issued
         self.resources = set(resources)
@@ -567,24 +613,48 @@ class FakeBroker:
         self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._scans: set[asyncio.Task[None]] = set()
         self._table: TransferTable | None = None
-        if not self._own_storage:
-            self.storage.mkdir(parents=True, exist_ok=True)
-            self._table = TransferTable(self.storage / STATE_FILE)
-            for transfer in self._table.load():
-                self._keep(transfer, save=False)
-                if transfer.status is TransferStatus.UPLOAD_STARTED:
-                    # The upload's connection died with the broker that took it.
-                    transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
-                    self._discard_file(transfer)
-            log.info("fake broker: transfers loaded", count=len(self.transfers))
+        self._keep_finished = keep_finished or self._own_storage
+
+    def _open(self) -> None:
+        """With a storage folder, carry on with the transfers kept there."""
+        if self._own_storage or self._table is not None:
+            return
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self._table = TransferTable(self.storage / STATE_FILE)
+        for transfer in self._table.load(finished=self._keep_finished):
+            self._keep(transfer, save=False)
+            if transfer.status is TransferStatus.UPLOAD_STARTED:
+                # The upload's connection died with the broker that took it.
+                transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
+                self._discard_file(transfer)
+            elif transfer.status is TransferStatus.UPLOAD_PROCESSING:
+                started = transfer.status_changed(TransferStatus.UPLOAD_PROCESSING) or _now()
+                left = self.scan_seconds - (_now() - started).total_seconds()
+                self._start_scan(transfer, max(left, 0.0))
+        log.info("fake broker: transfers loaded", count=len(self.transfers))
 
     def _keep(self, transfer: Transfer, *, save: bool = True) -> None:
         """Hold ``transfer``; with a storage folder, keep it there at each of its changes."""
         self.transfers[transfer.id] = transfer
         if self._table is not None:
-            transfer.on_change = self._table.save
+            transfer.on_change = self._changed
             if save:
-                self._table.save(transfer)
+                self._changed(transfer)
+
+    def _changed(self, transfer: Transfer) -> None:
+        assert self._table is not None
+        self._table.save(transfer)
+        if not self._keep_finished and transfer.status in FINISHED:
+            self.transfers.pop(transfer.id, None)
+
+    def _finished(self, transfer_id: str) -> Transfer | None:
+        """A finished transfer that is kept only on disk."""
+        if self._keep_finished or self._table is None:
+            return None
+        transfer = self._table.get(transfer_id)
+        if transfer is not None:
+            transfer.on_change = self._changed
+        return transfer
 
     def _discard_file(self, transfer: Transfer) -> None:
         (self.storage / transfer.id).unlink(missing_ok=True)
@@ -631,17 +701,12 @@ class FakeBroker:
             route.add_post("/_fake/tokens", self._control_token)
             route.add_get("/_fake/transfers", self._control_transfers)
             route.add_post("/_fake/faults", self._control_fault)
-        app.on_startup.append(self._resume_scans)
+        app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
 
-    async def _resume_scans(self, _: web.Application) -> None:
-        """Scans that a stopped broker left under way finish when their time is up."""
-        for transfer in self.transfers.values():
-            if transfer.status is TransferStatus.UPLOAD_PROCESSING:
-                started = transfer.status_changed(TransferStatus.UPLOAD_PROCESSING) or _now()
-                left = self.scan_seconds - (_now() - started).total_seconds()
-                self._start_scan(transfer, max(left, 0.0))
+    async def _startup(self, _: web.Application) -> None:
+        self._open()
 
     async def _cleanup(self, _: web.Application) -> None:
         self.close()
@@ -750,7 +815,7 @@ class FakeBroker:
             transfer_id = str(uuid.UUID(raw))
         except ValueError:
             return validation_problem({"fileTransferId": [f"The value '{raw}' is not valid."]})
-        transfer = self.transfers.get(transfer_id)
+        transfer = self.transfers.get(transfer_id) or self._finished(transfer_id)
         return transfer if transfer is not None else altinn_error(NOT_FOUND)
 
     # -- handlers -----------------------------------------------------------------------------
@@ -879,7 +944,12 @@ class FakeBroker:
             )
         who = caller.organisation
         found: list[tuple[datetime, str]] = []
-        for transfer in self.transfers.values():
+        candidates = list(self.transfers.values())
+        if not self._keep_finished and self._table is not None:
+            # A status's moment is never before the transfer was created.
+            candidates += self._table.finished(
+                resource, who, status, since if status is None else None, until)
+        for transfer in candidates:
             if transfer.resource != resource:
                 continue
             if recipient_status is not None:

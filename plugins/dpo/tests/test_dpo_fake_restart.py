@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from ipunkt.testing import free_port
+from ipunkt_dpo.fake import FakeBroker
 
 A, B = "0192:910077473", "0192:910075918"
 RESOURCE = "eformidling-dpo-meldingsutveksling"
@@ -179,3 +180,47 @@ async def test_killed_and_started_again_the_broker_carries_on(
     assert await a.upload(waiting, b"after the restart") == 200
     assert (await a.details(waiting))["checksum"] == hashlib.md5(
         b"after the restart", usedforsecurity=False).hexdigest()
+
+
+async def test_the_sandboxs_broker_keeps_finished_transfers_only_on_disk(
+    tmp_path: Path, aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    """A long-running broker holds in memory only the transfers under way; a finished one is
+    still there for whoever asks for it, by id or in a listing, and still downloads."""
+    fake = FakeBroker(storage=tmp_path / "broker", keep_finished=False)
+    server = await aiohttp_server(fake.app())
+    api = str(server.make_url(API))
+    tokens = {who: fake.issued.issue(who) for who in (A, B)}
+
+    async def call(who: str, method: str, path: str = "", **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {tokens[who]}", **kwargs.pop("headers", {})}
+        async with session.request(method, f"{api}{path}", headers=headers,
+                                   **kwargs) as response:
+            body = await response.read()
+            json_body = response.content_type.endswith("json")
+            return response.status, await response.json() if json_body else body
+
+    status, created = await call(A, "POST", json={
+        "fileName": "sbd.zip", "resourceId": RESOURCE, "sender": A, "recipients": [B],
+        "sendersFileTransferReference": "finished"})
+    done = created["fileTransferId"]
+    await call(A, "POST", f"/{done}/upload", data=b"the file",
+               headers={"Content-Type": "application/octet-stream"})
+    await call(B, "GET", f"/{done}/download")
+    assert (await call(B, "POST", f"/{done}/confirmdownload"))[0] == 200
+    status, created = await call(A, "POST", json={
+        "fileName": "sbd.zip", "resourceId": RESOURCE, "sender": A, "recipients": [B],
+        "sendersFileTransferReference": "under way"})
+    open_id = created["fileTransferId"]
+
+    assert set(fake.transfers) == {open_id}, "only the open transfer is held in memory"
+    status, overview = await call(A, "GET", f"/{done}")
+    assert (status, overview["fileTransferStatus"]) == (200, "AllConfirmedDownloaded")
+    assert (await call(A, "GET", params={"resourceId": RESOURCE}))[1] == [open_id, done]
+    listed = await call(B, "GET", params={"resourceId": RESOURCE,
+                                          "recipientStatus": "DownloadConfirmed"})
+    assert listed[1] == [done]
+    since = overview["created"]
+    assert (await call(A, "GET", params={"resourceId": RESOURCE, "from": since}))[1] == [open_id]
+    assert (await call(B, "GET", f"/{done}/download")) == (200, b"the file")
+    assert set(fake.transfers) == {open_id}
