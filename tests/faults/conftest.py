@@ -56,6 +56,9 @@ class Row:
     duplicated: int
     errors: int
     recovery_seconds: float | None = None
+    details: str | None = None
+    """What the table's columns do not show (the seed, the kills, memory, latency), printed
+    below it."""
 
 
 @pytest.fixture
@@ -67,7 +70,8 @@ def size() -> Callable[[float, float], float]:
 @pytest.fixture
 def report() -> Callable[..., None]:
     """``report(scenario=..., messages=..., lost=..., duplicated=..., errors=...,
-    recovery_seconds=...)`` records the scenario's row (printed, and kept for the table)."""
+    recovery_seconds=..., details=...)`` records the scenario's row (printed, and kept for
+    the table)."""
 
     def record(**fields: object) -> None:
         row = Row(**fields)  # type: ignore[arg-type]

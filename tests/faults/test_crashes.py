@@ -270,17 +270,21 @@ async def test_dpo_with_a_b_and_the_broker_killed_at_random(
                 print(f"faults: lost {message_id}: statuses at A "
                       f"{await a.statuses(message_id)}, at B {await b.statuses(message_id)}, "
                       f"taken {receiver.taken[message_id]}", flush=True)
-    conclude(report, "crash DPO: A, B, broker killed", count, outcome, tally)
+    conclude(report, "crash DPO: A, B, broker killed", count, outcome, tally, chaos, seed)
 
 
 def conclude(report: Callable[..., None], scenario: str, count: int, outcome: Outcome,
-             tally: Any) -> None:
+             tally: Any, chaos: Any, seed: int) -> None:
     """Report the row, then fail on anything lost, duplicated or wrong."""
+    kills = ", ".join(f"{name} {n}" for name, n in sorted(chaos.kills.items()))
     report(scenario=scenario, messages=count, lost=len(outcome.lost),
            duplicated=len(outcome.duplicated), errors=len(outcome.errors),
            recovery_seconds=(round(outcome.recovery_seconds, 1)
-                             if outcome.recovery_seconds is not None else None))
-    print(f"faults: 503 answers while a lookup source was down: {tally.unavailable}")
+                             if outcome.recovery_seconds is not None else None),
+           details=f"seed {seed}; killed {kills}; {tally.unavailable} answers 503 while a "
+                   f"lookup source was down"
+                   + ("" if outcome.recovery_seconds is not None
+                      else f"; stalled: nothing moved for {STALL_SECONDS:.0f} s"))
     assert not outcome.lost, f"{len(outcome.lost)} lost, e.g. {outcome.lost[:5]}"
     assert not outcome.duplicated, f"duplicated: {outcome.duplicated[:5]}"
     assert not outcome.errors, f"{len(outcome.errors)} errors: {outcome.errors[:5]}"
@@ -454,4 +458,4 @@ async def test_the_sender_killed_at_random(
     finally:
         a_process.close()
         await box.stop()
-    conclude(report, f"crash {service}: A killed", count, outcome, tally)
+    conclude(report, f"crash {service}: A killed", count, outcome, tally, chaos, seed)

@@ -187,14 +187,18 @@ async def test_soak_keeps_memory_flat_and_latency_steady(
     latencies = windows(sent, hook.levert, measure_from, window, count)
     lost = [m for m in sent if m not in hook.levert or not receiver.taken[m]]
     duplicated = {m for m, n in receiver.taken.items() if n > 1} | set(receiver.duplicated)
+    medians = [statistics.median(w) if w else None for w in latencies]
+    p50s = " ".join(f"{m:.2f}" if m is not None else "-" for m in medians)
+    memory = ", ".join(f"{name} {series[0]:.0f}->{series[-1]:.0f}"
+                       for name, series in rss.items())
     report(scenario="soak: DPO round trips", messages=len(sent), lost=len(lost),
-           duplicated=len(duplicated), errors=len(tally.errors), recovery_seconds=None)
+           duplicated=len(duplicated), errors=len(tally.errors), recovery_seconds=None,
+           details=f"{rate:g}/s for {measured:g} s after {warm_up:g} s; RSS MiB {memory}; "
+                   f"p50 send-to-LEVERT s per {window:g} s: {p50s}")
     print(f"soak: {rate:g} messages/s, {warm_up:g} s warm-up, {measured:g} s measured")
     for name, series in rss.items():
         print(f"soak: RSS MiB {name}: " + " ".join(f"{v:.0f}" for v in series))
-    medians = [statistics.median(w) if w else None for w in latencies]
-    print("soak: p50 send-to-LEVERT s per window: "
-          + " ".join(f"{m:.2f}" if m is not None else "-" for m in medians))
+    print(f"soak: p50 send-to-LEVERT s per window: {p50s}")
     print("soak: messages per window: " + " ".join(str(len(w)) for w in latencies))
 
     assert not lost, f"{len(lost)} messages never reached LEVERT and B's client"
