@@ -496,8 +496,8 @@ class TransferTable:
 
     Each change is committed before the broker answers (WAL, ``synchronous = FULL``), so a
     broker killed at any moment starts again with every transfer as its clients last saw it.
-    Beside each transfer's state, the columns a listing filters on find finished transfers
-    without holding them in memory.
+    Beside each transfer's state, the columns a listing filters and sorts on answer it for the
+    finished transfers without reading them whole.
     """
 
     def __init__(self, path: Path) -> None:
@@ -506,8 +506,8 @@ class TransferTable:
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS transfer (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
-            "resource TEXT NOT NULL, parties TEXT NOT NULL, status TEXT NOT NULL, "
-            "created REAL NOT NULL)"
+            "resource TEXT NOT NULL, parties TEXT NOT NULL, recipient_states TEXT NOT NULL, "
+            "status TEXT NOT NULL, created REAL NOT NULL, changed REAL NOT NULL)"
         )
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS transfer_listing ON transfer (resource, status, created)"
@@ -525,33 +525,46 @@ class TransferTable:
 
     def finished(
         self, resource: str, party: str, status: TransferStatus | None,
-        created_after: datetime | None, created_before: datetime | None,
-    ) -> list[Transfer]:
-        """Finished transfers of ``resource`` that ``party`` sent or receives, narrowed by what
-        a listing's filters allow (the listing applies them exactly)."""
-        sql = (f"SELECT state FROM transfer WHERE status IN ({_FINISHED_SQL}) AND resource = ? "
-               "AND instr(parties, ?) > 0")
-        params: list[Any] = [resource, f" {party} "]
+        recipient_status: RecipientStatus | None, since: datetime | None,
+        until: datetime | None,
+    ) -> list[tuple[datetime, str]]:
+        """The newest finished transfers a listing finds, as (its moment, id): the listing's
+        rules (see :meth:`FakeBroker._list`) in SQL."""
+        moment = "changed" if status is not None else "created"
+        sql = (f"SELECT {moment}, id FROM transfer WHERE status IN ({_FINISHED_SQL}) "
+               "AND resource = ?")
+        params: list[Any] = [resource]
+        if recipient_status is not None:
+            sql += " AND instr(recipient_states, ?) > 0"
+            params.append(f" {party}={recipient_status.value} ")
+        else:
+            sql += " AND instr(parties, ?) > 0"
+            params.append(f" {party} ")
         if status is not None:
             sql += " AND status = ?"
             params.append(status.value)
-        if created_after is not None:
-            sql += " AND created > ?"
-            params.append(created_after.timestamp())
-        if created_before is not None:
-            sql += " AND created < ?"
-            params.append(created_before.timestamp())
-        rows = self._db.execute(sql, params).fetchall()
-        return [Transfer.from_state(json.loads(state)) for (state,) in rows]
+        if since is not None:
+            sql += f" AND {moment} > ?"
+            params.append(since.timestamp())
+        if until is not None:
+            sql += f" AND {moment} < ?"
+            params.append(until.timestamp())
+        sql += f" ORDER BY {moment} DESC LIMIT {LIST_LIMIT}"
+        return [(datetime.fromtimestamp(at, UTC), transfer_id)
+                for at, transfer_id in self._db.execute(sql, params)]
 
     def save(self, transfer: Transfer) -> None:
+        recipients = " ".join(f"{r}={s.value}" for r in transfer.recipients
+                              if (s := transfer.recipient_status(r)) is not None)
         self._db.execute(
-            "INSERT INTO transfer (id, state, resource, parties, status, created) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
-            "status = excluded.status",
+            "INSERT INTO transfer (id, state, resource, parties, recipient_states, status, "
+            "created, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "state = excluded.state, recipient_states = excluded.recipient_states, "
+            "status = excluded.status, changed = excluded.changed",
             (transfer.id, json.dumps(transfer.to_state()), transfer.resource,
-             f" {' '.join([transfer.sender, *transfer.recipients])} ", transfer.status.value,
-             transfer.created.timestamp()),
+             f" {' '.join([transfer.sender, *transfer.recipients])} ", f" {recipients} ",
+             transfer.status.value, transfer.created.timestamp(),
+             transfer.history[-1].at.timestamp()),
         )
 
     def close(self) -> None:
@@ -944,12 +957,9 @@ class FakeBroker:
             )
         who = caller.organisation
         found: list[tuple[datetime, str]] = []
-        candidates = list(self.transfers.values())
         if not self._keep_finished and self._table is not None:
-            # A status's moment is never before the transfer was created.
-            candidates += self._table.finished(
-                resource, who, status, since if status is None else None, until)
-        for transfer in candidates:
+            found += self._table.finished(resource, who, status, recipient_status, since, until)
+        for transfer in self.transfers.values():
             if transfer.resource != resource:
                 continue
             if recipient_status is not None:

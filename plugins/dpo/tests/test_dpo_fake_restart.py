@@ -220,6 +220,9 @@ async def test_the_sandboxs_broker_keeps_finished_transfers_only_on_disk(
     listed = await call(B, "GET", params={"resourceId": RESOURCE,
                                           "recipientStatus": "DownloadConfirmed"})
     assert listed[1] == [done]
+    finished = {"resourceId": RESOURCE, "status": "AllConfirmedDownloaded"}
+    assert (await call(A, "GET", params=finished))[1] == [done]
+    assert (await call(A, "GET", params={**finished, "to": overview["created"]}))[1] == []
     since = overview["created"]
     assert (await call(A, "GET", params={"resourceId": RESOURCE, "from": since}))[1] == [open_id]
     assert (await call(B, "GET", f"/{done}/download")) == (200, b"the file")
