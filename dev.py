@@ -5,6 +5,9 @@
                                    integration points (A on :9093, B on :9094)
     python3 dev.py run [ARGS]      set up .venv, then `ipunkt serve` on ./var/ipunkt.toml
     python3 dev.py test [ARGS]     set up .venv, then run every test (ARGS go to pytest)
+    python3 dev.py faults [ARGS]   set up .venv, then run the faults, load and attack suite
+                                   (tests/faults/) at full size and print its table; fails
+                                   when a row lost, duplicated or failed anything
     python3 dev.py check-plugins   install the core alone, and each plugin, not editable,
                                    beside only the core, each in a clean environment; check
                                    that it loads and run its tests/smoke.py if it has one
@@ -70,6 +73,50 @@ def test(args: list[str]) -> int:
     env = {**os.environ}
     env.setdefault("IPUNKT_SPECS", str(ROOT.parent / "shared" / "specs"))
     return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+FAULTS = Path("tests") / "faults"
+FAULTS_COLUMNS = ("scenario", "messages", "lost", "duplicated", "errors", "recovery time")
+
+
+def faults(args: list[str]) -> int:
+    """The suite at full size (IPUNKT_FAULTS_FULL=1): each scenario appends its row to a
+    report file (IPUNKT_FAULTS_REPORT), printed here as a table once every test ran."""
+    ensure_venv()
+    with tempfile.TemporaryDirectory(prefix="ipunkt-faults-") as scratch:
+        report = Path(scratch) / "rows.jsonl"
+        env = {**os.environ, "IPUNKT_FAULTS_FULL": "1", "IPUNKT_FAULTS_REPORT": str(report)}
+        env.setdefault("IPUNKT_SPECS", str(ROOT.parent / "shared" / "specs"))
+        code = subprocess.call([str(BIN / "python"), "-m", "pytest", str(FAULTS),
+                                "--timeout=3600", "-q", *args], cwd=ROOT, env=env)
+        rows = ([json.loads(line) for line in report.read_text().splitlines() if line]
+                if report.exists() else [])
+    print(faults_table(rows))
+    for row in rows:
+        if row.get("details"):
+            print(f"{row['scenario']}: {row['details']}")
+    failed = [r["scenario"] for r in rows if r["lost"] or r["duplicated"] or r["errors"]]
+    if failed:
+        print(f"lost, duplicated or failed: {', '.join(failed)}")
+    if code != 0:
+        print(f"pytest exited with {code}")
+    return 1 if code != 0 or failed or not rows else 0
+
+
+def faults_table(rows: list[dict[str, object]]) -> str:
+    """The rows as an aligned text table; recovery time in seconds where it was measured."""
+    lines = [FAULTS_COLUMNS]
+    for row in rows:
+        recovery = row.get("recovery_seconds")
+        lines.append((str(row["scenario"]), str(row["messages"]), str(row["lost"]),
+                      str(row["duplicated"]), str(row["errors"]),
+                      f"{recovery:.1f} s" if isinstance(recovery, (int, float)) else "-"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(FAULTS_COLUMNS))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+            for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
 
 
 def check_plugins() -> int:
@@ -138,7 +185,7 @@ def smoke(python: Path, project: Path, cwd: str, what: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"sandbox": sandbox, "run": serve, "test": test}
+    commands = {"sandbox": sandbox, "run": serve, "test": test, "faults": faults}
     if argv and argv[0] == "check-plugins":
         return check_plugins()
     if not argv or argv[0] not in commands:

@@ -8,29 +8,42 @@ run with configs written for them. With ``fakes_only``, the integration points a
 the user (``ipunkt serve --config <written config>``), so that they can be stopped and
 restarted on their data while the fakes keep running. With ``faults``, the fakes misbehave
 at the planned rates (see :mod:`ipunkt.fault_injection`).
+
+Started again on a folder it ran in before, the sandbox resumes: it keeps its CA, the
+organisations' keys, the signing keys of the fake Maskinporten (tokens issued before still
+verify) and of the fake Service Registry (integration points keep the key they fetched), and
+each fake's port (``sandbox-ports.json``), so the configs it writes come out the same and
+integration points running on them carry on. A fake that keeps its state on disk (the DPO
+broker) carries on too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 import tomli_w
 from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipunkt.app import create_app
 from ipunkt.fault_injection import FaultInjector, FaultPlan
 from ipunkt.gateway import load_gateway
 from ipunkt.lookup.registry import LocalRegistry
 from ipunkt.lookup.service_registry_fake import FakeServiceRegistry
-from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten
-from ipunkt.package.keys import OrganisationKey
+from ipunkt.maskinporten.fake import EXCHANGE_PATH, FakeClient, FakeMaskinporten, new_signing_key
+from ipunkt.package.errors import PackageError
+from ipunkt.package.keys import OrganisationKey, load_key
 from ipunkt.package.testcerts import CertificateAuthority, make_ca, pem
 from ipunkt.package.trust import TrustStore
 from ipunkt.plugin import SandboxChannel, SandboxEnvironment, SandboxParty
@@ -42,6 +55,15 @@ ORGANISATIONS = (("910077473", "Sandkasse A"), ("910075918", "Sandkasse B"))
 """The organisations whose integration points the sandbox runs (test organisation numbers)."""
 PASSWORD = "sandbox"
 """Every sandbox integration point's API password (the user name is its letter)."""
+CA_CERTIFICATE = "sandbox-ca.pem"
+CA_KEY = Path("keys") / "sandbox-ca.key.pem"
+PORTS = "sandbox-ports.json"
+"""Each fake's port by name, so that a restarted sandbox serves it where the configs say."""
+SIGNING_KEYS = {"tokens": Path("keys") / "maskinporten-tokens.key.pem",
+                "altinn": Path("keys") / "maskinporten-altinn.key.pem",
+                "registry": Path("keys") / "service-registry.key.pem"}
+"""The fake Maskinporten's keys for its access tokens and its exchanged Altinn tokens, and the
+fake Service Registry's for its answers (integration points keep the key they fetched)."""
 
 
 @dataclass
@@ -84,17 +106,23 @@ class Sandbox:
     injectors: dict[str, FaultInjector] = field(default_factory=dict)
     """The faults of each faulty fake, by its name (they count what they injected)."""
     _runners: list[web.AppRunner] = field(default_factory=list)
+    _ports: dict[str, int] = field(default_factory=dict)
+    _resumed: bool = False
 
     async def start(self) -> dict[str, Any]:
         """Start everything; returns the state (what :meth:`state` answers)."""
         # The configs name files in this folder and are read from inside it: absolute paths.
         self.folder = self.folder.resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        ca = make_ca("ipunkt sandbox CA")
-        anchor = self.folder / "sandbox-ca.pem"
-        anchor.write_bytes(pem(ca.certificate))
+        ca = self._certificate_authority()
+        self._ports = _recorded_ports(self.folder / PORTS) if self._resumed else {}
+        anchor = self.folder / CA_CERTIFICATE
         parties = [self._party(ca, number, name) for number, name in ORGANISATIONS]
-        maskinporten = FakeMaskinporten(trust=TrustStore([ca.certificate]))
+        maskinporten = FakeMaskinporten(
+            trust=TrustStore([ca.certificate]),
+            key=self._signing_key(SIGNING_KEYS["tokens"]),
+            altinn_key=self._signing_key(SIGNING_KEYS["altinn"]),
+        )
         maskinporten_url = await self.serve("maskinporten", maskinporten.app())
         environment = SandboxEnvironment(
             folder=self.folder,
@@ -119,7 +147,8 @@ class Sandbox:
             ))
         registry = self.folder / "registry.toml"
         registry.write_text(tomli_w.dumps({"receiver": self._receivers(parties)}))
-        service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True)
+        service_registry = FakeServiceRegistry(LocalRegistry(registry), require_token=True,
+                                               key=self._signing_key(SIGNING_KEYS["registry"]))
         registry_url = await self.serve("service-registry", service_registry.app())
         for letter, party, port in zip("AB", parties, self.ports, strict=True):
             config = self._write_config(letter, party, port, registry_url, maskinporten_url)
@@ -130,19 +159,27 @@ class Sandbox:
         return self.state()
 
     async def serve(self, name: str, app: web.Application, port: int = 0) -> str:
-        """Run ``app`` on loopback; its base URL is recorded under ``name``."""
+        """Run ``app`` on loopback; its base URL is recorded under ``name``, and its port in
+        the folder: a resumed sandbox serves it on the same port."""
         injector = self.faults.injector(name) if self.faults is not None else None
         if injector is not None:
             injector.install(app)
             self.injectors[name] = injector
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
         self._runners.append(runner)
+        port = port or self._ports.get(name, 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"the sandbox's {name} cannot listen on port {port} (kept "
+                                     f"in {self.folder / PORTS}): {exc.strerror}") from exc
         bound = runner.addresses[0][1]
         url = f"http://127.0.0.1:{bound}"
         self.fakes[name] = url
+        self._ports[name] = bound
+        _write_atomically(self.folder / PORTS, json.dumps(self._ports, indent=2).encode() + b"\n")
         return url
 
     async def stop(self) -> None:
@@ -163,12 +200,38 @@ class Sandbox:
             },
         }
 
+    def _certificate_authority(self) -> CertificateAuthority:
+        """The folder's CA when it has one (a resume), else a new one, written there."""
+        certificate_path, key_path = self.folder / CA_CERTIFICATE, self.folder / CA_KEY
+        if certificate_path.exists() and key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if isinstance(key, rsa.RSAPrivateKey):
+                self._resumed = True
+                log.info("sandbox resumes", folder=str(self.folder))
+                return CertificateAuthority(
+                    key, x509.load_pem_x509_certificate(certificate_path.read_bytes()))
+        ca = make_ca("ipunkt sandbox CA")
+        _write_private(key_path, _key_pem(ca.private_key))
+        _write_atomically(certificate_path, pem(ca.certificate))
+        return ca
+
+    def _signing_key(self, relative: Path) -> rsa.RSAPrivateKey:
+        """A key kept in the folder: the one there on a resume, else a new one."""
+        path = self.folder / relative
+        if self._resumed and path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if isinstance(key, rsa.RSAPrivateKey):
+                return key
+        key = new_signing_key()
+        _write_private(path, _key_pem(key))
+        return key
+
     def _party(self, ca: CertificateAuthority, number: str, name: str) -> SandboxParty:
-        key = ca.issue(number, name)
         path = self.folder / "keys" / f"{number}.pem"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_key_pem(key) + pem(key.certificate, *key.chain))
-        path.chmod(0o600)
+        key = _issued_before(path, ca) if self._resumed else None
+        if key is None:
+            key = ca.issue(number, name)
+            _write_private(path, _key_pem(key.private_key) + pem(key.certificate, *key.chain))
         return SandboxParty(number, name, path, pem(key.certificate).decode())
 
     def _receivers(self, parties: Sequence[SandboxParty]) -> list[dict[str, Any]]:
@@ -254,12 +317,56 @@ def _merge(
             into[key] = value
 
 
-def _key_pem(key: OrganisationKey) -> bytes:
-    return key.private_key.private_bytes(
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _issued_before(path: Path, ca: CertificateAuthority) -> OrganisationKey | None:
+    """The organisation key a previous run wrote, if the CA issued it and it is still valid."""
+    if not path.exists():
+        return None
+    try:
+        key = load_key(path)
+    except PackageError:
+        return None
+    certificate = key.certificate
+    try:
+        certificate.verify_directly_issued_by(ca.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return None
+    now = datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc:
+        return None
+    return key
+
+
+def _recorded_ports(path: Path) -> dict[str, int]:
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(name): port for name, port in recorded.items() if isinstance(port, int)}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, data, mode=0o600)
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write a file whole or not at all: the sandbox may be killed at any moment."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as sink:
+        sink.write(data)
+        sink.flush()
+        os.fsync(sink.fileno())
+    os.replace(temporary, path)
 
 
 def describe(state: Mapping[str, Any]) -> str:
@@ -289,7 +396,8 @@ def describe(state: Mapping[str, Any]) -> str:
 
 
 def write_state(state: Mapping[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(state, indent=2) + "\n")
+    """Written whole or not at all: a script waits for it to know the sandbox is up."""
+    _write_atomically(path, (json.dumps(state, indent=2) + "\n").encode())
 
 
 async def run_forever(sandbox: Sandbox, state_file: Path | None) -> None:

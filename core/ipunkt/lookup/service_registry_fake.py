@@ -44,7 +44,9 @@ class SeenRequest:
 
 
 class FakeServiceRegistry:
-    """The registry, answering from ``registry``; signing with a fresh RSA key of its own."""
+    """The registry, answering from ``registry``; signing with an RSA key of its own (``key``,
+    else a fresh one: a fake restarted with the same key keeps its clients, who keep the key
+    they fetched once)."""
 
     def __init__(
         self,
@@ -52,15 +54,16 @@ class FakeServiceRegistry:
         *,
         require_token: bool = False,
         key_id: str = "fake-service-registry",
+        key: rsa.RSAPrivateKey | None = None,
     ) -> None:
         self.registry = registry
         self.require_token = require_token
         self.requests: list[SeenRequest] = []
-        self.rotate_key(key_id)
+        self.rotate_key(key_id, key)
 
-    def rotate_key(self, key_id: str) -> None:
-        """Sign with a new key from now on; ``/jwk`` publishes only the new one."""
-        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def rotate_key(self, key_id: str, key: rsa.RSAPrivateKey | None = None) -> None:
+        """Sign with ``key`` (a new one by default) from now on; ``/jwk`` publishes only it."""
+        private_key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.certificate = _self_signed(private_key, "Fake Service Registry")
         der = self.certificate.public_bytes(serialization.Encoding.DER)
         chain = [base64.b64encode(der).decode()]

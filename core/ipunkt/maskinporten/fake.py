@@ -80,6 +80,16 @@ def _claims_of(token: str) -> dict[str, Any]:
     return claims
 
 
+def new_signing_key() -> rsa.RSAPrivateKey:
+    """A fresh RSA key of the size Maskinporten signs with."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_id(key: rsa.RSAPrivateKey) -> str:
+    """The key's RFC 7638 thumbprint: the same ``kid`` whenever the same key is used."""
+    return str(RSAKey.import_key(key.public_key()).thumbprint())
+
+
 class FakeMaskinporten:
     """The fake's state: registered clients, used ``jti``s, issued tokens; and its web app."""
 
@@ -91,7 +101,12 @@ class FakeMaskinporten:
         token_lifetime: int = 120,
         altinn_lifetime: int = 1800,
         clock: Callable[[], float] = time.time,
+        key: rsa.RSAPrivateKey | None = None,
+        altinn_key: rsa.RSAPrivateKey | None = None,
     ) -> None:
+        """``key`` signs the access tokens and ``altinn_key`` the exchanged Altinn tokens (new
+        ones by default); a fake restarted with the same keys still accepts the tokens it
+        issued before, as the sandbox's resume needs."""
         self.trust = trust
         self.issuer = issuer
         self.token_lifetime = token_lifetime
@@ -103,10 +118,10 @@ class FakeMaskinporten:
         self.exchanges = 0
         self._used_jti: dict[str, float] = {}
         self._verified: dict[tuple[str, int], dict[str, Any]] = {}
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._kid = uuid.uuid4().hex
-        self._altinn_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._altinn_kid = uuid.uuid4().hex
+        self._key = key or new_signing_key()
+        self._kid = _key_id(self._key)
+        self._altinn_key = altinn_key or new_signing_key()
+        self._altinn_kid = _key_id(self._altinn_key)
 
     def register(self, client: FakeClient) -> FakeClient:
         self.clients[client.client_id] = client

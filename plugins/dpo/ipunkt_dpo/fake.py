@@ -16,7 +16,12 @@ It models what the DPO channel meets in Altinn (read from Altinn/altinn-broker's
 - faults on demand (:class:`Fault`): an error status (429 with ``Retry-After``, 5xx), a slow
   answer, a body cut short, or the connection dropped after the work was done.
 
-Files are kept on disk while they stream in and out. Every request is journalled
+Files are kept on disk while they stream in and out. Given a ``storage`` folder, the broker
+also keeps its transfers there (``transfers.sqlite3``: each transfer's state, written durably at
+every change, read when its app starts), so a broker killed and started again on the folder
+carries on where it was: an upload cut off by the kill has failed, as in Altinn, and a virus
+scan under way finishes. Every
+request is journalled
 (:attr:`FakeBroker.journal`) so that tests can check each one against the published OpenAPI
 document.
 
@@ -34,6 +39,7 @@ import json
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from collections import deque
@@ -53,6 +59,9 @@ BASE = "/broker/api/v1"
 CHUNK = 1 << 20
 LIST_LIMIT = 100
 MAX_UPLOAD_SIZE = 2 * 1024 * 1024 * 1024
+STATE_FILE = "transfers.sqlite3"
+"""The broker's transfers in its storage folder."""
+UPLOAD_ABORTED = "File upload failed and was aborted"
 READ = "altinn:broker.read"
 WRITE = "altinn:broker.write"
 ORG_NUMBER = re.compile(r"^(?:\d{4}:|urn:altinn:organization:identifier-no:)(\d{9})$")
@@ -85,6 +94,10 @@ class TransferStatus(StrEnum):
 
 
 STATUS_ORDER = list(TransferStatus)
+FINISHED = frozenset({TransferStatus.ALL_CONFIRMED_DOWNLOADED, TransferStatus.CANCELLED,
+                      TransferStatus.PURGED, TransferStatus.FAILED})
+"""A transfer in one of these changes no more (but a recipient may download it again)."""
+_FINISHED_SQL = ", ".join(f"'{status.value}'" for status in sorted(FINISHED))
 STATUS_TEXT = {
     TransferStatus.INITIALIZED: "Ready for upload",
     TransferStatus.UPLOAD_STARTED: "Upload started",
@@ -380,6 +393,8 @@ class Transfer:
     recipient_history: list[RecipientEvent] = field(default_factory=list)
     size: int = 0
     path: Path | None = None
+    on_change: Callable[[Transfer], None] | None = field(default=None, repr=False, compare=False)
+    """Told of every status change (the broker keeps the transfer durably)."""
 
     @property
     def status(self) -> TransferStatus:
@@ -387,6 +402,8 @@ class Transfer:
 
     def set_status(self, status: TransferStatus, text: str | None = None) -> None:
         self.history.append(StatusEvent(status, _now(), text))
+        if self.on_change is not None:
+            self.on_change(self)
 
     def recipient_event(self, recipient: str) -> RecipientEvent | None:
         events = [e for e in self.recipient_history if e.recipient == recipient]
@@ -398,6 +415,8 @@ class Transfer:
 
     def set_recipient_status(self, recipient: str, status: RecipientStatus) -> None:
         self.recipient_history.append(RecipientEvent(recipient, status, _now()))
+        if self.on_change is not None:
+            self.on_change(self)
 
     def status_changed(self, status: TransferStatus) -> datetime | None:
         times = [e.at for e in self.history if e.status is status]
@@ -439,6 +458,118 @@ class Transfer:
             "recipientFileTransferStatusHistory": [e.to_json() for e in self.recipient_history],
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything about the transfer, as JSON, for :meth:`from_state`."""
+        return {
+            "id": self.id, "resource": self.resource, "file_name": self.file_name,
+            "reference": self.reference, "sender": self.sender, "recipients": self.recipients,
+            "property_list": self.property_list, "checksum": self.checksum,
+            "use_virus_scan": self.use_virus_scan, "created": _time(self.created),
+            "expires": _time(self.expires), "size": self.size,
+            "path": str(self.path) if self.path else None,
+            "history": [[e.status.value, _time(e.at), e.text] for e in self.history],
+            "recipient_history": [[e.recipient, e.status.value, _time(e.at)]
+                                  for e in self.recipient_history],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Transfer:
+        return cls(
+            id=state["id"], resource=state["resource"], file_name=state["file_name"],
+            reference=state["reference"], sender=state["sender"],
+            recipients=list(state["recipients"]), property_list=dict(state["property_list"]),
+            checksum=state["checksum"], use_virus_scan=state["use_virus_scan"],
+            created=datetime.fromisoformat(state["created"]),
+            expires=datetime.fromisoformat(state["expires"]), size=state["size"],
+            path=Path(state["path"]) if state["path"] else None,
+            history=[StatusEvent(TransferStatus(status), datetime.fromisoformat(at), text)
+                     for status, at, text in state["history"]],
+            recipient_history=[
+                RecipientEvent(recipient, RecipientStatus(status), datetime.fromisoformat(at))
+                for recipient, status, at in state["recipient_history"]
+            ],
+        )
+
+
+class TransferTable:
+    """The broker's transfers on disk: one row per transfer, replaced at each change.
+
+    Each change is committed before the broker answers (WAL, ``synchronous = FULL``), so a
+    broker killed at any moment starts again with every transfer as its clients last saw it.
+    Beside each transfer's state, the columns a listing filters and sorts on answer it for the
+    finished transfers without reading them whole.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS transfer (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "resource TEXT NOT NULL, parties TEXT NOT NULL, recipient_states TEXT NOT NULL, "
+            "status TEXT NOT NULL, created REAL NOT NULL, changed REAL NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS transfer_listing ON transfer (resource, status, created)"
+        )
+
+    def load(self, *, finished: bool = True) -> list[Transfer]:
+        """Every transfer, or (``finished`` False) those still under way."""
+        where = "" if finished else f" WHERE status NOT IN ({_FINISHED_SQL})"
+        rows = self._db.execute(f"SELECT state FROM transfer{where} ORDER BY rowid").fetchall()
+        return [Transfer.from_state(json.loads(state)) for (state,) in rows]
+
+    def get(self, transfer_id: str) -> Transfer | None:
+        row = self._db.execute("SELECT state FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
+        return Transfer.from_state(json.loads(row[0])) if row else None
+
+    def finished(
+        self, resource: str, party: str, status: TransferStatus | None,
+        recipient_status: RecipientStatus | None, since: datetime | None,
+        until: datetime | None,
+    ) -> list[tuple[datetime, str]]:
+        """The newest finished transfers a listing finds, as (its moment, id): the listing's
+        rules (see :meth:`FakeBroker._list`) in SQL."""
+        moment = "changed" if status is not None else "created"
+        sql = (f"SELECT {moment}, id FROM transfer WHERE status IN ({_FINISHED_SQL}) "
+               "AND resource = ?")
+        params: list[Any] = [resource]
+        if recipient_status is not None:
+            sql += " AND instr(recipient_states, ?) > 0"
+            params.append(f" {party}={recipient_status.value} ")
+        else:
+            sql += " AND instr(parties, ?) > 0"
+            params.append(f" {party} ")
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        if since is not None:
+            sql += f" AND {moment} > ?"
+            params.append(since.timestamp())
+        if until is not None:
+            sql += f" AND {moment} < ?"
+            params.append(until.timestamp())
+        sql += f" ORDER BY {moment} DESC LIMIT {LIST_LIMIT}"
+        return [(datetime.fromtimestamp(at, UTC), transfer_id)
+                for at, transfer_id in self._db.execute(sql, params)]
+
+    def save(self, transfer: Transfer) -> None:
+        recipients = " ".join(f"{r}={s.value}" for r in transfer.recipients
+                              if (s := transfer.recipient_status(r)) is not None)
+        self._db.execute(
+            "INSERT INTO transfer (id, state, resource, parties, recipient_states, status, "
+            "created, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "state = excluded.state, recipient_states = excluded.recipient_states, "
+            "status = excluded.status, changed = excluded.changed",
+            (transfer.id, json.dumps(transfer.to_state()), transfer.resource,
+             f" {' '.join([transfer.sender, *transfer.recipients])} ", f" {recipients} ",
+             transfer.status.value, transfer.created.timestamp(),
+             transfer.history[-1].at.timestamp()),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
 
 @dataclass(frozen=True)
 class JournalEntry:
@@ -477,7 +608,11 @@ class FakeBroker:
         max_upload_size: int = MAX_UPLOAD_SIZE,
         time_to_live: timedelta = timedelta(days=30),
         journal_size: int = 10_000,
+        keep_finished: bool = True,
     ) -> None:
+        """``keep_finished`` False: with a ``storage`` folder, a finished transfer is kept only
+        there, so a long-running broker (the sandbox's) holds in memory only the transfers
+        under way; :attr:`transfers` then has only those."""
         self.issued = IssuedTokens()
         self.tokens: TokenCheck = tokens or self.issued
         self.resources = set(resources)
@@ -490,6 +625,52 @@ class FakeBroker:
         self.faults: list[Fault] = []
         self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._scans: set[asyncio.Task[None]] = set()
+        self._table: TransferTable | None = None
+        self._keep_finished = keep_finished or self._own_storage
+
+    def _open(self) -> None:
+        """With a storage folder, carry on with the transfers kept there."""
+        if self._own_storage or self._table is not None:
+            return
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self._table = TransferTable(self.storage / STATE_FILE)
+        for transfer in self._table.load(finished=self._keep_finished):
+            self._keep(transfer, save=False)
+            if transfer.status is TransferStatus.UPLOAD_STARTED:
+                # The upload's connection died with the broker that took it.
+                transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
+                self._discard_file(transfer)
+            elif transfer.status is TransferStatus.UPLOAD_PROCESSING:
+                started = transfer.status_changed(TransferStatus.UPLOAD_PROCESSING) or _now()
+                left = self.scan_seconds - (_now() - started).total_seconds()
+                self._start_scan(transfer, max(left, 0.0))
+        log.info("fake broker: transfers loaded", count=len(self.transfers))
+
+    def _keep(self, transfer: Transfer, *, save: bool = True) -> None:
+        """Hold ``transfer``; with a storage folder, keep it there at each of its changes."""
+        self.transfers[transfer.id] = transfer
+        if self._table is not None:
+            transfer.on_change = self._changed
+            if save:
+                self._changed(transfer)
+
+    def _changed(self, transfer: Transfer) -> None:
+        assert self._table is not None
+        self._table.save(transfer)
+        if not self._keep_finished and transfer.status in FINISHED:
+            self.transfers.pop(transfer.id, None)
+
+    def _finished(self, transfer_id: str) -> Transfer | None:
+        """A finished transfer that is kept only on disk."""
+        if self._keep_finished or self._table is None:
+            return None
+        transfer = self._table.get(transfer_id)
+        if transfer is not None:
+            transfer.on_change = self._changed
+        return transfer
+
+    def _discard_file(self, transfer: Transfer) -> None:
+        (self.storage / transfer.id).unlink(missing_ok=True)
 
     # -- scripting, for tests -----------------------------------------------------------------
 
@@ -509,6 +690,9 @@ class FakeBroker:
     def close(self) -> None:
         for task in self._scans:
             task.cancel()
+        if self._table is not None:
+            self._table.close()
+            self._table = None
         if self._own_storage:
             shutil.rmtree(self.storage, ignore_errors=True)
 
@@ -530,8 +714,12 @@ class FakeBroker:
             route.add_post("/_fake/tokens", self._control_token)
             route.add_get("/_fake/transfers", self._control_transfers)
             route.add_post("/_fake/faults", self._control_fault)
+        app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    async def _startup(self, _: web.Application) -> None:
+        self._open()
 
     async def _cleanup(self, _: web.Application) -> None:
         self.close()
@@ -640,7 +828,7 @@ class FakeBroker:
             transfer_id = str(uuid.UUID(raw))
         except ValueError:
             return validation_problem({"fileTransferId": [f"The value '{raw}' is not valid."]})
-        transfer = self.transfers.get(transfer_id)
+        transfer = self.transfers.get(transfer_id) or self._finished(transfer_id)
         return transfer if transfer is not None else altinn_error(NOT_FOUND)
 
     # -- handlers -----------------------------------------------------------------------------
@@ -679,7 +867,7 @@ class FakeBroker:
         transfer.set_status(TransferStatus.INITIALIZED)
         for recipient in transfer.recipients:
             transfer.set_recipient_status(recipient, RecipientStatus.INITIALIZED)
-        self.transfers[transfer.id] = transfer
+        self._keep(transfer)
         log.info("fake broker: transfer initialized", transfer=transfer.id, sender=sender)
         return web.json_response({"fileTransferId": transfer.id})
 
@@ -711,7 +899,7 @@ class FakeBroker:
                     digest.update(chunk)
                     sink.write(chunk)
         except (ConnectionError, asyncio.CancelledError, web.HTTPException, OSError) as exc:
-            transfer.set_status(TransferStatus.FAILED, "File upload failed and was aborted")
+            transfer.set_status(TransferStatus.FAILED, UPLOAD_ABORTED)
             path.unlink(missing_ok=True)
             log.info("fake broker: upload broke off", transfer=transfer.id, error=repr(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -726,16 +914,20 @@ class FakeBroker:
         transfer.path, transfer.size, transfer.checksum = path, size, checksum
         transfer.set_status(TransferStatus.UPLOAD_PROCESSING)
         if self.scan_seconds > 0:
-            task = asyncio.get_running_loop().create_task(self._scan(transfer))
-            self._scans.add(task)
-            task.add_done_callback(self._scans.discard)
+            self._start_scan(transfer, self.scan_seconds)
         else:
             transfer.set_status(TransferStatus.PUBLISHED)
         log.info("fake broker: file uploaded", transfer=transfer.id, bytes=size)
         return web.json_response({"fileTransferId": transfer.id})
 
-    async def _scan(self, transfer: Transfer) -> None:
-        await asyncio.sleep(self.scan_seconds)
+    def _start_scan(self, transfer: Transfer, seconds: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._scan(transfer, seconds))
+        self._scans.add(task)
+        task.add_done_callback(self._scans.discard)
+
+    @staticmethod
+    async def _scan(transfer: Transfer, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         if transfer.status is TransferStatus.UPLOAD_PROCESSING:
             transfer.set_status(TransferStatus.PUBLISHED)
 
@@ -765,6 +957,8 @@ class FakeBroker:
             )
         who = caller.organisation
         found: list[tuple[datetime, str]] = []
+        if not self._keep_finished and self._table is not None:
+            found += self._table.finished(resource, who, status, recipient_status, since, until)
         for transfer in self.transfers.values():
             if transfer.resource != resource:
                 continue

@@ -28,14 +28,22 @@ DOCUMENT_TYPES = (
 )
 
 
+JOURNAL_SIZE = 1000
+"""Requests the sandbox's broker remembers (its journal is for tests; this bounds its memory)."""
+
+
 async def setup(environment: SandboxEnvironment) -> SandboxChannel:
-    """Start the fake broker; A and B send each other arkivmelding and avtalt over it."""
+    """Start the fake broker; A and B send each other arkivmelding and avtalt over it. It keeps
+    its transfers in the sandbox's folder (a restarted sandbox carries on with them), and in
+    memory only those under way, so that a long-running sandbox stays flat."""
     storage = environment.folder / "altinn-broker"
     storage.mkdir(parents=True, exist_ok=True)
     broker = FakeBroker(
         tokens=AltinnTokens(environment.tokens.verify_altinn_token),
         storage=storage,
         scan_seconds=0.2,
+        journal_size=JOURNAL_SIZE,
+        keep_finished=False,
     )
     url = await environment.serve("altinn-broker", broker.app())
     parties = environment.organisations
