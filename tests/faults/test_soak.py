@@ -1,12 +1,18 @@
 """Soak: DPO round trips at a steady rate for a long while; memory flat, no errors, latency steady.
 
 The sandbox's fakes, A and B run as their own processes (as in the end-to-end benchmark). A's
-fagsystem sends at a fixed rate (``IPUNKT_FAULTS_SOAK_RATE`` per second, by default the
-benchmark's ~30/s at full size and 15/s in the CI-sized run) and B's takes each message; A
+fagsystem sends at a fixed rate (``IPUNKT_FAULTS_SOAK_RATE`` per second; by default 20/s at
+full size and 15/s in the CI-sized run) and B's takes each message; A
 pushes each LEVERT to the test through a webhook, which gives each message's time from send to
 LEVERT. After a warm-up, each process's resident memory (VmRSS) is sampled every second: its
 growth from the start of the measured period to its end must stay under 10 %; and the median
 latency of the last window may be at most twice that of the first.
+
+The default rate is what the 2-core development machine sustains: the end-to-end benchmark's
+~30 round trips a second are its burst capacity, and a steady 30/s there builds a backlog
+without end (p50 from send to LEVERT past three minutes), which no latency can stay steady
+under. A machine that sustains more runs the soak at the benchmark's rate with
+``IPUNKT_FAULTS_SOAK_RATE=30``.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ async def test_soak_keeps_memory_flat_and_latency_steady(
     tmp_path: Path, kit: SimpleNamespace, size: Callable[[float, float], float],
     report: Callable[..., None],
 ) -> None:
-    rate = float(os.environ.get(RATE_ENV) or size(15, 30))
+    rate = float(os.environ.get(RATE_ENV) or size(15, 20))
     warm_up, measured = size(10, 60), size(20, 300)
     window = size(5, 60)
     tally = kit.Tally()
