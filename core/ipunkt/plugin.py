@@ -43,6 +43,8 @@ from ipunkt.lookup.source import LookupSourceConfig as LookupSourceConfig
 from ipunkt.lookup.source import LookupSourceContext as LookupSourceContext
 from ipunkt.lookup.source import LookupSourceInfo as LookupSourceInfo
 from ipunkt.lookup.source import LookupUnavailable as LookupUnavailable
+from ipunkt.upload_deadline import UploadDeadline as UploadDeadline
+from ipunkt.upload_deadline import upload_deadline as upload_deadline
 
 PROJECT = "ipunkt"
 """The entry-point group and the pluggy project name."""

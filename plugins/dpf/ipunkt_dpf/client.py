@@ -11,7 +11,6 @@ are :class:`TransientError` (with ``Retry-After`` when given), other 4xx are
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -26,7 +25,7 @@ import aiohttp
 import structlog
 from aiohttp import ClientResponse, MultipartWriter
 from aiohttp.payload import AsyncIterablePayload
-from ipunkt.plugin import PermanentError, TokenProvider, TransientError
+from ipunkt.plugin import PermanentError, TokenProvider, TransientError, upload_deadline
 
 log = structlog.get_logger(__name__)
 
@@ -162,23 +161,14 @@ class SvarUtClient:
         """POST the forsendelse and its documents, in order; the id SvarUt gave it."""
         url = f"{self._base}/api/v3/kontoer/{self._account}/forsendelser/organisasjon"
         what = "SvarUt send"
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._stall_timeout) as deadline:
-
-                async def moving(chunks: AsyncIterator[bytes], last: bool) -> AsyncIterator[bytes]:
-                    async for chunk in chunks:
-                        deadline.reschedule(loop.time() + self._stall_timeout)
-                        yield chunk
-                    # After the last document, the read timeout takes over.
-                    deadline.reschedule(None if last else loop.time() + self._stall_timeout)
-
+            async with upload_deadline(self._stall_timeout) as deadline:
                 with MultipartWriter("form-data") as body:
                     part = body.append_json(forsendelse)
                     part.set_content_disposition("form-data", name="forsendelse")
                     for index, document in enumerate(documents):
                         last = index == len(documents) - 1
-                        payload = AsyncIterablePayload(moving(document.chunks(), last),
+                        payload = AsyncIterablePayload(deadline.watch(document.chunks(), last=last),
                                                        content_type=document.mime_type)
                         part = body.append_payload(payload)
                         # Unquoted, as Jetty's client writes it: SvarUt matches parts by filename.
@@ -187,7 +177,7 @@ class SvarUtClient:
                             filename=document.filename,
                         )
                 if not documents:
-                    deadline.reschedule(None)
+                    deadline.sent()
                 async with _transport_errors(what):
                     headers = await self._headers()
                     async with self._session.post(url, data=body, headers=headers) as response:

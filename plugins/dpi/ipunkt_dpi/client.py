@@ -12,7 +12,6 @@ with the access point's ``problem+json`` title and detail.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from ipunkt.plugin import PermanentError, TransientError
+from ipunkt.plugin import PermanentError, TransientError, upload_deadline
 
 SCOPE = "digitalpostinnbygger:send"
 MAX_ANSWER = 32 << 20
@@ -130,23 +129,20 @@ class AccessPointClient:
         assert self._session is not None
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        loop = asyncio.get_running_loop()
         try:
             # aiohttp's read timeout starts only once the body is sent: an upload the access
             # point stops taking fails when no chunk of it has gone for the read timeout.
-            async with asyncio.timeout(self._read_timeout) as deadline:
-
-                def moving() -> None:
-                    deadline.reschedule(loop.time() + self._read_timeout)
-
-                async with self._session.request(
+            async with (
+                upload_deadline(self._read_timeout) as deadline,
+                self._session.request(
                     method, url, params=params, data=data, headers=headers,
-                    trace_request_ctx=_Progress(moving),
-                ) as response:
-                    deadline.reschedule(None)  # sent: the read timeout takes over
-                    body = await _read_limited(response)
-                    status = response.status
-                    wait = retry_after(response.headers.get("Retry-After"))
+                    trace_request_ctx=_Progress(deadline.moved),
+                ) as response,
+            ):
+                deadline.sent()  # sent: the read timeout takes over
+                body = await _read_limited(response)
+                status = response.status
+                wait = retry_after(response.headers.get("Retry-After"))
         except TimeoutError as exc:
             raise TransientError(
                 f"DPI access point: {what} failed: nothing moved for {self._read_timeout:g} s"

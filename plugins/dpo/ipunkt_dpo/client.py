@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 import aiohttp
-from ipunkt.plugin import PermanentError, TransientError
+from ipunkt.plugin import PermanentError, TransientError, upload_deadline
 
 CHUNK = 1 << 20
 """Bytes per chunk read from a download."""
@@ -235,19 +235,16 @@ class BrokerClient:
         """
         failures: list[Exception] = []
         what = f"POST /filetransfer/{transfer_id}/upload"
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.stall_timeout) as deadline:
+            async with upload_deadline(self.stall_timeout) as deadline:
 
                 async def body() -> AsyncIterator[bytes]:
                     try:
-                        async for chunk in chunks:
-                            deadline.reschedule(loop.time() + self.stall_timeout)
+                        async for chunk in deadline.watch(chunks):
                             yield chunk
                     except Exception as exc:  # not CancelledError: aiohttp stops a body early
                         failures.append(exc)
                         raise
-                    deadline.reschedule(None)  # all sent: the read timeout takes over
 
                 await self._json(
                     "POST",

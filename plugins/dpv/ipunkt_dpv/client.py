@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 from aiohttp.payload import AsyncIterablePayload
-from ipunkt.plugin import Attachment, PermanentError, TransientError
+from ipunkt.plugin import Attachment, PermanentError, TransientError, upload_deadline
 
 MAX_ANSWER_BYTES = 1 << 20
 """Altinn's JSON answers are small; a larger one is refused rather than read."""
@@ -61,24 +61,16 @@ class CorrespondenceClient:
 
         Returns Altinn's ``InitializeCorrespondencesResponseExt``.
         """
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-
-                async def moving(chunks: AsyncIterator[bytes], last: bool) -> AsyncIterator[bytes]:
-                    async for chunk in chunks:
-                        deadline.reschedule(loop.time() + self._timeout)
-                        yield chunk
-                    # After the last file, the read timeout takes over.
-                    deadline.reschedule(None if last else loop.time() + self._timeout)
-
+            async with upload_deadline(self._timeout) as deadline:
                 writer = aiohttp.MultipartWriter("form-data")
                 for name, value in fields:
                     part = writer.append(value)
                     part.set_content_disposition("form-data", name=name)
                 for index, file in enumerate(files):
-                    payload = AsyncIterablePayload(moving(file.open(), index == len(files) - 1),
-                                                   content_type=file.mime_type)
+                    payload = AsyncIterablePayload(
+                        deadline.watch(file.open(), last=index == len(files) - 1),
+                        content_type=file.mime_type)
                     part = writer.append_payload(payload)
                     # Raw UTF-8 as browsers send it: ASP.NET does not percent-decode file names.
                     part.set_content_disposition(
@@ -86,7 +78,7 @@ class CorrespondenceClient:
                         filename=_header_safe(file.filename),
                     )
                 if not files:
-                    deadline.reschedule(None)
+                    deadline.sent()
                 # Streams of unknown length: no total timeout, but one on reads, and the
                 # deadline above on the body standing still.
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout,
