@@ -38,6 +38,8 @@ import pytest
 import tomli_w
 from ipunkt.testing import ServerProcess, free_port
 
+sys.path.append(str(Path(__file__).parent))  # the scenarios' shared samples (noark.py)
+
 REPORT_ENV = "IPUNKT_FAULTS_REPORT"
 """A file the scenarios append their rows to (JSON lines), set by ``dev.py faults``."""
 FULL_ENV = "IPUNKT_FAULTS_FULL"

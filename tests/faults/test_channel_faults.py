@@ -39,6 +39,7 @@ from ipunkt.plugins import PluginHost, load_plugins
 from ipunkt.sandbox import Sandbox
 from ipunkt.specs import specs_folder
 from ipunkt.testing import Fagsystem, ServerProcess, free_port
+from noark import arkivmelding_xml
 
 pytestmark = pytest.mark.slow
 
@@ -56,70 +57,6 @@ ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 DIGITAL = "urn:no:difi:digitalpost:xsd:digital::digital"
 VEDTAK = "urn:no:difi:profile:digitalpost:vedtak:ver1.0"
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + bytes(range(256)) * 32 + b"\n%%EOF\n"
-ARKIVMELDING_XML = """<?xml version="1.0" encoding="utf-8"?>
-<arkivmelding xmlns="http://www.arkivverket.no/standarder/noark5/arkivmelding"
-              xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <system>Fagsystem</system>
-  <meldingId>{id}</meldingId>
-  <tidspunkt>2024-01-16T10:00:00+01:00</tidspunkt>
-  <antallFiler>1</antallFiler>
-  <mappe xsi:type="saksmappe">
-    <systemID>43fbe161-7aac-4c9f-a888-d8167aab4144</systemID>
-    <tittel>Byggesak Storgata 1</tittel>
-    <opprettetDato>2024-01-16T10:00:00+01:00</opprettetDato>
-    <opprettetAv>Saksbehandler</opprettetAv>
-    <basisregistrering xsi:type="journalpost">
-      <systemID>{id}</systemID>
-      <opprettetDato>2024-01-16T10:00:00+01:00</opprettetDato>
-      <opprettetAv>Saksbehandler</opprettetAv>
-      <dokumentbeskrivelse>
-        <systemID>{id}</systemID>
-        <dokumenttype>Vedtak</dokumenttype>
-        <dokumentstatus>Dokumentet er ferdigstilt</dokumentstatus>
-        <tittel>Vedtak</tittel>
-        <opprettetDato>2024-01-16T10:00:00+01:00</opprettetDato>
-        <opprettetAv>Saksbehandler</opprettetAv>
-        <tilknyttetRegistreringSom>Hoveddokument</tilknyttetRegistreringSom>
-        <dokumentnummer>1</dokumentnummer>
-        <tilknyttetDato>2024-01-16T10:00:00+01:00</tilknyttetDato>
-        <tilknyttetAv>Saksbehandler</tilknyttetAv>
-        <dokumentobjekt>
-          <versjonsnummer>1</versjonsnummer>
-          <variantformat>Produksjonsformat</variantformat>
-          <opprettetDato>2024-01-16T10:00:00+01:00</opprettetDato>
-          <opprettetAv>Saksbehandler</opprettetAv>
-          <referanseDokumentfil>{file}</referanseDokumentfil>
-        </dokumentobjekt>
-      </dokumentbeskrivelse>
-      <tittel>Vedtak om byggeløyve (intern)</tittel>
-      <offentligTittel>Vedtak om byggeløyve</offentligTittel>
-      <journalaar>2024</journalaar>
-      <journalsekvensnummer>25</journalsekvensnummer>
-      <journalpostnummer>13</journalpostnummer>
-      <journalposttype>Utgående dokument</journalposttype>
-      <journalstatus>Ekspedert</journalstatus>
-      <journaldato>2024-01-16</journaldato>
-      <dokumentetsDato>2024-01-15</dokumentetsDato>
-      <korrespondansepart>
-        <korrespondanseparttype>Mottaker</korrespondanseparttype>
-        <korrespondansepartNavn>Mottaker</korrespondansepartNavn>
-      </korrespondansepart>
-      <korrespondansepart>
-        <korrespondanseparttype>Avsender</korrespondanseparttype>
-        <korrespondansepartNavn>Avsender kommune</korrespondansepartNavn>
-        <postadresse>Rådhusgata 1</postadresse><postnummer>0151</postnummer>
-        <poststed>Oslo</poststed>
-        <saksbehandler>Kari Nordmann</saksbehandler>
-      </korrespondansepart>
-    </basisregistrering>
-    <saksaar>2024</saksaar>
-    <sakssekvensnummer>7</sakssekvensnummer>
-    <saksdato>2024-01-16</saksdato>
-    <administrativEnhet>Byggesak</administrativEnhet>
-    <saksansvarlig>Kari Nordmann</saksansvarlig>
-    <saksstatus>Under behandling</saksstatus>
-  </mappe>
-</arkivmelding>"""
 
 File = tuple[str, str, bytes]
 """A file of a message: its name, media type and bytes."""
@@ -128,8 +65,8 @@ File = tuple[str, str, bytes]
 def arkivmelding_files(extra: Sequence[File] = (),
                        main: File = ("vedtak.pdf", "application/pdf", PDF)) -> list[File]:
     """arkivmelding.xml naming ``main`` as its main document, ``main`` and ``extra``."""
-    xml = ARKIVMELDING_XML.replace("{id}", str(uuid.uuid4())).replace("{file}", main[0])
-    return [("arkivmelding.xml", "application/xml", xml.encode()), main, *extra]
+    xml = arkivmelding_xml(str(uuid.uuid4()), main[0])
+    return [("arkivmelding.xml", "application/xml", xml), main, *extra]
 
 
 class Party(Fagsystem):

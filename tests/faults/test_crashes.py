@@ -39,6 +39,7 @@ from ipunkt.plugins import load_plugins
 from ipunkt.sandbox import Sandbox
 from ipunkt.specs import specs_folder
 from ipunkt.testing import free_port
+from noark import arkivmelding_xml
 
 pytestmark = pytest.mark.slow
 
@@ -61,66 +62,6 @@ DPO_ARKIVMELDING = b"""<?xml version="1.0" encoding="utf-8"?>
     <offentligTittel>Krasj</offentligTittel><journalpostnummer>1</journalpostnummer>
     <dokumentbeskrivelse><dokumentobjekt><referanseDokumentfil>brev.txt</referanseDokumentfil>
     </dokumentobjekt></dokumentbeskrivelse></registrering></mappe>
-</arkivmelding>"""
-NOARK_ARKIVMELDING = """<?xml version="1.0" encoding="utf-8"?>
-<arkivmelding xmlns="http://www.arkivverket.no/standarder/noark5/arkivmelding"
-              xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <system>Fagsystem</system>
-  <meldingId>{message_id}</meldingId>
-  <tidspunkt>2026-03-02T09:15:00+01:00</tidspunkt>
-  <antallFiler>1</antallFiler>
-  <mappe xsi:type="saksmappe">
-    <systemID>{message_id}-sak</systemID>
-    <tittel>Byggesak Storgata 5</tittel>
-    <opprettetDato>2026-03-01T08:00:00+01:00</opprettetDato>
-    <opprettetAv>Saksbehandler</opprettetAv>
-    <basisregistrering xsi:type="journalpost">
-      <systemID>{message_id}-jp</systemID>
-      <opprettetDato>2026-03-02T09:00:00+01:00</opprettetDato>
-      <opprettetAv>Saksbehandler</opprettetAv>
-      <referanseForelderMappe>{message_id}-sak</referanseForelderMappe>
-      <dokumentbeskrivelse>
-        <systemID>{message_id}-dok</systemID>
-        <dokumenttype>Vedtak</dokumenttype>
-        <dokumentstatus>Dokumentet er ferdigstilt</dokumentstatus>
-        <tittel>Vedtak</tittel>
-        <opprettetDato>2026-03-02T09:00:00+01:00</opprettetDato>
-        <opprettetAv>Saksbehandler</opprettetAv>
-        <tilknyttetRegistreringSom>Hoveddokument</tilknyttetRegistreringSom>
-        <dokumentnummer>1</dokumentnummer>
-        <tilknyttetDato>2026-03-02T09:00:00+01:00</tilknyttetDato>
-        <tilknyttetAv>Saksbehandler</tilknyttetAv>
-        <dokumentobjekt>
-          <versjonsnummer>1</versjonsnummer>
-          <variantformat>Produksjonsformat</variantformat>
-          <opprettetDato>2026-03-02T09:00:00+01:00</opprettetDato>
-          <opprettetAv>Saksbehandler</opprettetAv>
-          <referanseDokumentfil>vedtak.pdf</referanseDokumentfil>
-        </dokumentobjekt>
-      </dokumentbeskrivelse>
-      <tittel>Vedtak i byggesak Storgata 5 (intern)</tittel>
-      <offentligTittel>Vedtak i byggesak Storgata 5</offentligTittel>
-      <journalaar>2026</journalaar>
-      <journalsekvensnummer>25</journalsekvensnummer>
-      <journalpostnummer>13</journalpostnummer>
-      <journalposttype>Utgående dokument</journalposttype>
-      <journalstatus>Ekspedert</journalstatus>
-      <journaldato>2026-03-02</journaldato>
-      <korrespondansepart>
-        <korrespondanseparttype>Avsender</korrespondanseparttype>
-        <korrespondansepartNavn>Sandkasse A</korrespondansepartNavn>
-        <postadresse>Rådhusgata 1</postadresse><postnummer>0151</postnummer>
-        <poststed>Oslo</poststed>
-        <saksbehandler>Kari Nordmann</saksbehandler>
-      </korrespondansepart>
-    </basisregistrering>
-    <saksaar>2026</saksaar>
-    <sakssekvensnummer>7</sakssekvensnummer>
-    <saksdato>2026-03-01</saksdato>
-    <administrativEnhet>Byggesak</administrativEnhet>
-    <saksansvarlig>Kari Nordmann</saksansvarlig>
-    <saksstatus>Under behandling</saksstatus>
-  </mappe>
 </arkivmelding>"""
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 
@@ -325,7 +266,7 @@ def _svarut(sender: str, municipality: str, message_id: str) -> Message:
 
 def _noark_files(message_id: str) -> list[tuple[str, str, bytes]]:
     return [("arkivmelding.xml", "application/xml",
-             NOARK_ARKIVMELDING.format(message_id=message_id).encode()),
+             arkivmelding_xml(message_id)),
             ("vedtak.pdf", "application/pdf", PDF + message_id.encode())]
 
 
