@@ -184,12 +184,11 @@ async def write_broker_file(
     log.debug("sbd.zip written", bytes=pipe.size)
 
 
-async def _read_small(chunks: AsyncIterator[bytes], name: str) -> bytes:
+async def _read_sbd(chunks: AsyncIterator[bytes]) -> bytes:
+    """An SBD entry whole: :meth:`IncomingFile._guard` holds it to :data:`MAX_SBD_BYTES`."""
     data = bytearray()
     async for chunk in chunks:
         data += chunk
-        if len(data) > MAX_SBD_BYTES:
-            raise BrokenFile(f"{name} is larger than {MAX_SBD_BYTES} bytes")
     return bytes(data)
 
 
@@ -304,13 +303,20 @@ class IncomingFile:
             check_name(text)
         except UnsafeArchive as exc:
             raise self._broken(str(exc)) from None
-        return text, self._guard(chunks)
+        return text, self._guard(text, chunks)
 
-    async def _guard(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _guard(self, name: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The entry's chunks within the limits; an SBD's own limit is checked first, so that
+        an SBD that is a bomb is refused for its size whatever the download's pace."""
         limits = self.limits
+        sbd_limit = MAX_SBD_BYTES if name in (SBD_JSON, CONTENT_XML) else None
+        entry = 0
         try:
             async for chunk in chunks:
+                entry += len(chunk)
                 self.unpacked += len(chunk)
+                if sbd_limit is not None and entry > sbd_limit:
+                    raise self._broken(f"{name} is larger than {sbd_limit} bytes")
                 if self.unpacked > limits.max_bytes:
                     raise self._broken(f"the file unpacks to more than {limits.max_bytes} bytes")
                 if (
@@ -332,7 +338,7 @@ class IncomingFile:
             if name in (SBD_JSON, CONTENT_XML):
                 if sbd is not None:
                     raise self._broken(f"the file holds more than one SBD ({name} again)")
-                sbd = self.sbd = _parse_sbd(name, await _read_small(chunks, name))
+                sbd = self.sbd = _parse_sbd(name, await _read_sbd(chunks))
             elif name == ASIC_ZIP:
                 if self._spool is not None:
                     raise self._broken("the file holds more than one asic.zip")
