@@ -1,7 +1,9 @@
 """Durable create rate of POST /api/messages/out vs a bare aiohttp JSON echo; RSS in a 2 GiB upload.
 
 Each server runs alone in its own process on this machine; the load (32 concurrent
-connections, small arkivmelding SBDs with fresh message ids) comes from another process. Every
+connections, small arkivmelding SBDs with fresh message ids) comes from another process. The
+pair is measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each) and the median
+ratio printed. Every
 create the server answers is committed and fsync'd (group commit). Then a 2 GiB attachment is
 streamed to the Next Move server while its resident memory is sampled from /proc.
 """
@@ -12,6 +14,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,9 @@ HERE = Path(__file__).resolve().parent
 SERVER = HERE / "_nextmove_server.py"
 CONNECTIONS = 32
 SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+"""Rounds of echo then ipunkt, each round's ratio taken from its own pair: this machine's
+speed drifts by half between minutes, so a single pair's ratio is mostly noise."""
 UPLOAD_BYTES = 2 * 1024**3
 
 
@@ -184,21 +190,35 @@ def measure_upload_memory() -> dict[str, float]:
 
 
 def main() -> None:
-    echo = measure_rate("echo")
-    with tempfile.TemporaryDirectory() as folder:
-        ipunkt = measure_rate(folder)
-    ratio = ipunkt["rate"] / echo["rate"]
-    print(f"bare aiohttp JSON echo:       {echo['rate']:8.0f} req/s")
-    print(f"ipunkt durable create (SBD):  {ipunkt['rate']:8.0f} req/s "
-          f"({ipunkt['failed']:.0f} failed)")
-    print(f"ratio:                        {ratio:8.2f}  (target >= 0.5)")
+    echo_rates: list[float] = []
+    create_rates: list[float] = []
+    ratios: list[float] = []
+    failed = 0.0
+    for round_number in range(1, ROUNDS + 1):
+        echo = measure_rate("echo")
+        with tempfile.TemporaryDirectory() as folder:
+            ipunkt = measure_rate(folder)
+        echo_rates.append(echo["rate"])
+        create_rates.append(ipunkt["rate"])
+        ratios.append(ipunkt["rate"] / echo["rate"])
+        failed += ipunkt["failed"]
+        print(f"round {round_number}: echo {echo['rate']:6.0f} req/s, create "
+              f"{ipunkt['rate']:6.0f} req/s, ratio {ratios[-1]:.2f}", flush=True)
+    ratio = statistics.median(ratios)
+    print(f"bare aiohttp JSON echo:       {statistics.median(echo_rates):8.0f} req/s (median)")
+    print(f"ipunkt durable create (SBD):  {statistics.median(create_rates):8.0f} req/s "
+          f"(median, {failed:.0f} failed)")
+    print(f"ratio:                        {ratio:8.2f}  (median of {ROUNDS} rounds; "
+          "target >= 0.5)")
     memory = measure_upload_memory()
     print(f"2 GiB upload: idle RSS {memory['idle_rss_mib']:.0f} MiB, peak "
           f"{memory['peak_rss_mib']:.0f} MiB, growth {memory['growth_mib']:.0f} MiB "
           f"(target < 100), {memory['upload_mib_per_s']:.0f} MiB/s")
     print(json.dumps({
-        "echo_rate": round(echo["rate"], 1), "create_rate": round(ipunkt["rate"], 1),
-        "ratio": round(ratio, 3), "create_failures": ipunkt["failed"],
+        "echo_rate": round(statistics.median(echo_rates), 1),
+        "create_rate": round(statistics.median(create_rates), 1),
+        "ratio": round(ratio, 3), "ratios": [round(r, 3) for r in ratios],
+        "create_failures": failed,
         "upload_rss_growth_mib": round(memory["growth_mib"], 1),
         "upload_peak_rss_mib": round(memory["peak_rss_mib"], 1),
         "upload_mib_per_s": round(memory["upload_mib_per_s"], 1),
