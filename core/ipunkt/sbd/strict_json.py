@@ -1,4 +1,4 @@
-"""JSON read as the original's Jackson reads it: no ``NaN`` or ``Infinity``, every failure one error.
+"""JSON read as Jackson reads it: no ``NaN`` or ``Infinity``, each failure one error.
 
 Python's :mod:`json` takes ``NaN``, ``Infinity`` and ``-Infinity``, which Jackson refuses and
 which no JSON writer may write back; a number of more than 4,300 digits makes it raise a plain
