@@ -3,9 +3,9 @@
 Each server runs alone in its own process on this machine; the load (32 concurrent
 connections, small arkivmelding SBDs with fresh message ids) comes from another process. The
 pair is measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each) and the median
-ratio printed. Every
-create the server answers is committed and fsync'd (group commit). Then a 2 GiB attachment is
-streamed to the Next Move server while its resident memory is sampled from /proc.
+ratio printed. Every create the server answers is committed and fsync'd (group commit). Then a
+2 GiB attachment is streamed to the Next Move server while its resident memory is sampled from
+/proc.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def main() -> None:
     echo_rates: list[float] = []
     create_rates: list[float] = []
     ratios: list[float] = []
-    failed = 0.0
+    failed = 0
     for round_number in range(1, ROUNDS + 1):
         echo = measure_rate("echo")
         with tempfile.TemporaryDirectory() as folder:
@@ -201,7 +201,7 @@ def main() -> None:
         echo_rates.append(echo["rate"])
         create_rates.append(ipunkt["rate"])
         ratios.append(ipunkt["rate"] / echo["rate"])
-        failed += ipunkt["failed"]
+        failed += int(ipunkt["failed"])
         print(f"round {round_number}: echo {echo['rate']:6.0f} req/s, create "
               f"{ipunkt['rate']:6.0f} req/s, ratio {ratios[-1]:.2f}", flush=True)
     ratio = statistics.median(ratios)

@@ -68,20 +68,11 @@ async def chunks(source: StreamReader | BodyPartReader, *, idle: float) -> Async
     bodies come whole with their headers, and a timer per read was a tenth of a create's cost.
     """
     while True:
-        if isinstance(source, StreamReader):
-            try:
-                chunk = source.read_nowait(READ_CHUNK)
-            except UNREADABLE as exc:
-                raise errors.MessageNotReadable(
-                    f"The request body could not be read: {exc}") from None
-            if chunk:
-                yield chunk
-                continue
-            if source.at_eof():
-                return
         try:
-            async with asyncio.timeout(idle):
-                chunk = await _read(source)
+            chunk = _arrived(source)
+            if chunk is None:
+                async with asyncio.timeout(idle):
+                    chunk = await _read(source)
         except TimeoutError:
             raise errors.BodyStalled(idle) from None
         except UNREADABLE as exc:
@@ -89,6 +80,16 @@ async def chunks(source: StreamReader | BodyPartReader, *, idle: float) -> Async
         if not chunk:
             return
         yield chunk
+
+
+def _arrived(source: StreamReader | BodyPartReader) -> bytes | None:
+    """What a body already holds, ``b""`` at its end, or None when a read has to wait (a
+    part's reader cannot say, so a part always waits)."""
+    if isinstance(source, StreamReader):
+        chunk = source.read_nowait(READ_CHUNK)
+        if chunk or source.at_eof():
+            return chunk
+    return None
 
 
 async def _read(source: StreamReader | BodyPartReader) -> bytes:
