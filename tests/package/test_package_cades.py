@@ -86,3 +86,12 @@ def test_untrusted_signers_and_missing_intermediates(pki: ThrowawayPki) -> None:
 def test_garbage_is_not_a_signature() -> None:
     with pytest.raises(SignatureInvalid, match="not a readable CMS SignedData"):
         cades.verify_detached(b"\x30\x03\x02\x01\x01", MANIFEST, trust=None)
+
+
+def test_a_damaged_signed_attribute_is_an_invalid_signature(pki: ThrowawayPki) -> None:
+    signature = bytearray(cades.sign_detached(MANIFEST, pki[SENDER]))
+    # The signing-time attribute's length byte: the attribute no longer parses.
+    oid = asn1_cms.CMSAttributeType("signing_time").dump()
+    signature[signature.index(oid) - 1] ^= 0x40
+    with pytest.raises(SignatureInvalid, match="not a readable CMS SignedData"):
+        cades.verify_detached(bytes(signature), MANIFEST, trust=pki.trust)

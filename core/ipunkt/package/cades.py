@@ -9,8 +9,8 @@ ASN.1 is built and parsed with asn1crypto; the RSA operations are cryptography's
 from __future__ import annotations
 
 import functools
-
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, tsp
@@ -39,42 +39,77 @@ def _der(certificate: x509.Certificate) -> bytes:
 def sign_detached(
     content: bytes, key: OrganisationKey, *, signing_time: datetime | None = None
 ) -> bytes:
-    """A DER ContentInfo holding a detached SignedData over ``content``."""
-    signer_der = _der(key.certificate)
-    certificate = asn1_x509.Certificate.load(signer_der)
-    chain = [asn1_x509.Certificate.load(_der(c)) for c in key.chain]
-    signing_certificate, signer_id = _signer_parts(signer_der)
-    when = signing_time or datetime.now(UTC)
-    unordered = [
-        cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": when})]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
-        cms.CMSAttribute.load(signing_certificate),
+    """A DER ContentInfo holding a detached SignedData over ``content``.
+
+    Assembled from DER parts, the per-signer ones cached: building the structure with
+    asn1crypto for each message took several times as long as the RSA signature itself.
+    """
+    signer = _signer(key)
+    when = (signing_time or datetime.now(UTC)).astimezone(UTC)
+    attributes = [
+        _CONTENT_TYPE_DATA,
+        _attribute_der(_SIGNING_TIME, _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode())),
+        _attribute_der(_MESSAGE_DIGEST, _tlv(0x04, hashlib.sha256(content).digest())),
+        signer.signing_certificate,
     ]
-    # DER orders a SET OF by encoding; verifiers re-encode before checking the signature.
-    attributes = cms.CMSAttributes(sorted(unordered, key=lambda attribute: attribute.dump()))
-    signature = key.private_key.sign(attributes.dump(), padding.PKCS1v15(), hashes.SHA256())
-    signer = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier.load(signer_id),
-            "digest_algorithm": {"algorithm": "sha256"},
-            "signed_attrs": attributes,
-            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
-            "signature": signature,
-        }
+    # DER orders a SET OF by encoding; verifiers check the signature over the bytes as sent.
+    attributes_der = b"".join(sorted(attributes))
+    signature = key.private_key.sign(
+        _tlv(0x31, attributes_der), padding.PKCS1v15(), hashes.SHA256()
     )
-    signed_data = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [{"algorithm": "sha256"}],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [certificate, *chain],
-            "signer_infos": [signer],
-        }
+    signer_info = _tlv(
+        0x30,
+        b"\x02\x01\x01" + signer.sid + _SHA256 + _tlv(0xA0, attributes_der)
+        + _RSA_PKCS1V15 + _tlv(0x04, signature),
     )
-    encoded: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
-    return encoded
+    signed_data = _tlv(
+        0x30,
+        b"\x02\x01\x01" + _tlv(0x31, _SHA256) + _ENCAPSULATED_DATA + signer.certificates
+        + _tlv(0x31, signer_info),
+    )
+    return _tlv(0x30, _SIGNED_DATA + _tlv(0xA0, signed_data))
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(body))) + body + content
+
+
+def _attribute_der(oid: bytes, value: bytes) -> bytes:
+    return _tlv(0x30, oid + _tlv(0x31, value))
+
+
+_SIGNING_TIME = cms.CMSAttributeType("signing_time").dump()
+_MESSAGE_DIGEST = cms.CMSAttributeType("message_digest").dump()
+_CONTENT_TYPE_DATA = cms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump()
+_SHA256 = algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+_RSA_PKCS1V15 = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}).dump()
+_ENCAPSULATED_DATA = cms.EncapsulatedContentInfo({"content_type": "data"}).dump()
+_SIGNED_DATA = cms.ContentType("signed_data").dump()
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """What a signature needs of its signer, DER: the same for every message it signs."""
+
+    signing_certificate: bytes
+    sid: bytes
+    certificates: bytes
+
+
+def _signer(key: OrganisationKey) -> _Signer:
+    ders = (_der(key.certificate), *(_der(c) for c in key.chain))
+    return _signer_of(ders)
+
+
+@functools.lru_cache(maxsize=16)
+def _signer_of(ders: tuple[bytes, ...]) -> _Signer:
+    signing_certificate, sid = _signer_parts(ders[0])
+    # A SET OF in DER, so in the order of the encodings, as asn1crypto writes it.
+    return _Signer(signing_certificate, sid, _tlv(0xA0, b"".join(sorted(ders))))
 
 
 @functools.lru_cache(maxsize=16)
@@ -126,9 +161,10 @@ def _signer_certificate(
     sid = signer["sid"]
     for candidate in certificates:
         if sid.name == "issuer_and_serial_number":
-            if (
-                candidate.serial_number == sid.chosen["serial_number"].native
-                and candidate.issuer == sid.chosen["issuer"]
+            issuer = sid.chosen["issuer"]
+            # The same bytes are the same name; else compare as RFC 5280 does (slower).
+            if candidate.serial_number == sid.chosen["serial_number"].native and (
+                candidate.issuer.dump() == issuer.dump() or candidate.issuer == issuer
             ):
                 return candidate
         elif candidate.key_identifier == sid.chosen.native:
@@ -168,13 +204,32 @@ def verify_detached(
         raise SignatureInvalid(f"the signature is not a readable CMS SignedData: {exc}") from exc
     if len(signers) != 1:
         raise SignatureInvalid(f"the signature has {len(signers)} signers; exactly one is expected")
-    signer = signers[0]
+    try:
+        return _verify_signer(signers[0], certificates, content, trust=trust, at=at)
+    except (ValueError, TypeError, KeyError) as exc:
+        # asn1crypto parses lazily: a damaged part is found only when it is read.
+        raise SignatureInvalid(f"the signature is not a readable CMS SignedData: {exc}") from exc
+
+
+def _verify_signer(
+    signer: cms.SignerInfo,
+    certificates: list[asn1_x509.Certificate],
+    content: bytes,
+    *,
+    trust: TrustStore | None,
+    at: datetime | None,
+) -> x509.Certificate:
     certificate = _signer_certificate(signer, certificates)
     digest_name = signer["digest_algorithm"]["algorithm"].native
     if digest_name not in SIGNATURE_HASHES:
         raise SignatureInvalid(f"the signature uses the digest {digest_name}, which is refused")
     attributes = signer["signed_attrs"]
-    if not isinstance(attributes, cms.CMSAttributes) or not len(attributes):
+    if not isinstance(attributes, cms.CMSAttributes):
+        raise SignatureInvalid("the signature has no signed attributes (not CAdES)")
+    # Before anything reads the attributes: asn1crypto then still holds the bytes as sent,
+    # where after it re-encodes them in Python, which took most of a verification's time.
+    signed_bytes = _set_of(attributes)
+    if not len(attributes):
         raise SignatureInvalid("the signature has no signed attributes (not CAdES)")
     content_type = _attribute(attributes, "content_type")
     if content_type is None or content_type.native != "data":  # type: ignore[attr-defined]
@@ -203,7 +258,6 @@ def verify_detached(
         raise SignatureInvalid(str(exc)) from exc
     algorithm = signer["signature_algorithm"]
     scheme = _scheme(algorithm, digest_name)
-    signed_bytes = _set_of(attributes)
     try:
         public_key.verify(
             signer["signature"].native, signed_bytes, scheme, SIGNATURE_HASHES[digest_name]

@@ -157,9 +157,10 @@ class CmsWriter:
         algorithm = cms.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv})
         self._encryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).encryptor()
         self._segment = segment
-        self._pending = bytearray(segment)
-        self._filled = 0
-        self._output = bytearray(segment + 16)
+        # Both buffers grow on demand: a small message never fills a segment, and allocating
+        # two segments up front cost a small message's sealing more than its encryption.
+        self._pending = bytearray()
+        self._output: bytearray | None = None
         self._closed = False
         out.write(
             b"\x30\x80"
@@ -174,6 +175,8 @@ class CmsWriter:
         )
 
     def _emit(self, plaintext: bytes | bytearray | memoryview) -> None:
+        if self._output is None:
+            self._output = bytearray(self._segment + 16)
         n = self._encryptor.update_into(plaintext, self._output)
         if n:
             self._out.write(b"\x04" + _length(n))
@@ -186,21 +189,17 @@ class CmsWriter:
         view = memoryview(data).cast("B")
         size = len(view)
         start = 0
-        if self._filled:
-            take = min(self._segment - self._filled, size)
-            self._pending[self._filled : self._filled + take] = view[:take]
-            self._filled += take
-            start = take
-            if self._filled == self._segment:
+        if self._pending:
+            start = min(self._segment - len(self._pending), size)
+            self._pending += view[:start]
+            if len(self._pending) == self._segment:
                 self._emit(self._pending)
-                self._filled = 0
+                del self._pending[:]
         while size - start >= self._segment:
             self._emit(view[start : start + self._segment])
             start += self._segment
-        rest = size - start
-        if rest:
-            self._pending[:rest] = view[start:]
-            self._filled = rest
+        if start < size:
+            self._pending += view[start:]
         return size
 
     def close(self) -> None:
@@ -209,7 +208,7 @@ class CmsWriter:
             return
         self._closed = True
         padder = padding.PKCS7(128).padder()
-        tail = padder.update(bytes(self._pending[: self._filled])) + padder.finalize()
+        tail = padder.update(bytes(self._pending)) + padder.finalize()
         last = self._encryptor.update(tail) + self._encryptor.finalize()
         self._out.write(b"\x04" + _length(len(last)) + last)
         self._out.write(b"\x00\x00" * 5)

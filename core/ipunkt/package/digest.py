@@ -4,6 +4,8 @@ Sealing a large document digests it (for the signature), checksums and deflates 
 ZIP) and encrypts it (for CMS). hashlib releases the GIL, so moving the digest to its own
 thread lets the three run on the cores there are instead of one after another. Chunks are
 immutable ``bytes``, shared with the hashing thread, and the queue between them is bounded.
+A small document is digested where it is read: starting a thread would cost more than the
+hashing it saves.
 """
 
 from __future__ import annotations
@@ -13,35 +15,51 @@ import queue
 import threading
 
 _END = b""
+INLINE_BYTES = 1 << 20
+"""Bytes digested in the caller's thread before the worker takes over."""
 
 
 class BackgroundSha256:
     """``update`` hands a chunk to the hashing thread; ``digest`` waits for the result."""
 
-    def __init__(self, depth: int = 8) -> None:
-        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=depth)
+    def __init__(self, depth: int = 8, inline_bytes: int = INLINE_BYTES) -> None:
+        self._depth = depth
+        self._inline_left = inline_bytes
         self._hash = hashlib.sha256()
-        self._thread = threading.Thread(target=self._work, name="ipunkt-sha256", daemon=True)
-        self._thread.start()
+        self._chunks: queue.Queue[bytes] | None = None
+        self._thread: threading.Thread | None = None
         self._result: bytes | None = None
 
     def _work(self) -> None:
+        assert self._chunks is not None
         while chunk := self._chunks.get():
             self._hash.update(chunk)
 
     def update(self, chunk: bytes) -> None:
-        if chunk:
-            self._chunks.put(chunk)
+        if not chunk:
+            return
+        if self._chunks is None and len(chunk) <= self._inline_left:
+            self._inline_left -= len(chunk)
+            self._hash.update(chunk)
+            return
+        if self._chunks is None:
+            self._chunks = queue.Queue(maxsize=self._depth)
+            self._thread = threading.Thread(target=self._work, name="ipunkt-sha256", daemon=True)
+            self._thread.start()
+        self._chunks.put(chunk)
 
     def digest(self) -> bytes:
         if self._result is None:
-            self._chunks.put(_END)
-            self._thread.join()
+            self._stop()
             self._result = self._hash.digest()
         return self._result
 
     def cancel(self) -> None:
         """Stop the thread without a result (the stream was abandoned)."""
-        if self._result is None and self._thread.is_alive():
+        if self._result is None:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._chunks is not None and self._thread is not None and self._thread.is_alive():
             self._chunks.put(_END)
             self._thread.join()

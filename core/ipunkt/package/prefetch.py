@@ -3,7 +3,8 @@
 Sealing is two kinds of work that each fill a core: zipping and digesting the documents, and
 encrypting the result. Both release the GIL in their C code (zlib, hashlib, OpenSSL through
 cryptography), so a producer thread and the consuming thread run in parallel; the bounded queue
-keeps memory flat whichever side is slower.
+keeps memory flat whichever side is slower. The first chunks, up to ``inline_bytes``, are
+produced in the consumer's thread: a small package is done before a thread would have started.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Generator, Iterator
-from typing import TypeVar
-
-T = TypeVar("T")
 
 _DONE = object()
+INLINE_BYTES = 1 << 20
 
 
 class _Failed:
@@ -24,13 +23,31 @@ class _Failed:
 
 
 def prefetch(
-    source: Iterator[T], *, depth: int = 4, name: str = "ipunkt-prefetch"
-) -> Generator[T, None, None]:
-    """Yield ``source``'s items, produced in a worker thread at most ``depth`` items ahead.
+    source: Iterator[bytes],
+    *,
+    depth: int = 4,
+    inline_bytes: int = INLINE_BYTES,
+    name: str = "ipunkt-prefetch",
+) -> Generator[bytes, None, None]:
+    """Yield ``source``'s chunks: the first ``inline_bytes`` produced here, the rest in a
+    worker thread at most ``depth`` chunks ahead.
 
     An exception in ``source`` is raised here; stopping early (``close()`` or an exception in
     the consumer) stops the worker and closes ``source``.
     """
+    produced = 0
+    try:
+        while produced < inline_bytes:
+            chunk = next(source, None)
+            if chunk is None:
+                return
+            produced += len(chunk)
+            yield chunk
+    except BaseException:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        raise
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -6,7 +6,8 @@ signed ASiC-E, CMS-encrypted to the receiver. Status messages and receipts have 
 
 Writing: the sealing toolkit and :mod:`zipfile` are blocking, so they run in a worker thread
 that writes the ZIP into a pipe; the event loop reads the pipe a bounded number of chunks
-behind, so the upload streams while the package is sealed. ``asic.zip`` is encrypted and so
+behind, so the upload streams while the package is sealed; a file without a package (the SBD
+alone) is zipped in place, as a thread would cost more. ``asic.zip`` is encrypted and so
 incompressible: it is deflated at level 0 (stored blocks), which costs nothing and which every
 ZIP reader takes, unlike stored entries with a data descriptor.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import tempfile
 import threading
@@ -129,8 +131,10 @@ class _Pipe:
 _END = object()
 
 
-def _write_zip(pipe: _Pipe, sbd_json: bytes, seal_into: SealInto | None, zip64: bool) -> None:
-    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=0) as archive:
+def _write_zip(
+    out: IO[bytes] | _Pipe, sbd_json: bytes, seal_into: SealInto | None, zip64: bool
+) -> None:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=0) as archive:
         archive.writestr(SBD_JSON, sbd_json, compresslevel=6)
         if seal_into is not None:
             with archive.open(ASIC_ZIP, "w", force_zip64=zip64) as member:
@@ -145,10 +149,17 @@ async def write_broker_file(
     Stopping early (the upload failed) stops the worker; an error in the worker (a document
     that cannot be read, a certificate the sealing toolkit refuses) is raised here.
     """
+    sbd_json = json.dumps(sbd, ensure_ascii=False).encode()
+    if seal_into is None:
+        # A status or receipt: the SBD alone, already in memory, zipped here in a moment.
+        small = io.BytesIO()
+        _write_zip(small, sbd_json, None, False)
+        log.debug("sbd.zip written", bytes=small.tell())
+        yield small.getvalue()
+        return
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=PIPE_DEPTH)
     pipe = _Pipe(loop, queue)
-    sbd_json = json.dumps(sbd, ensure_ascii=False).encode()
 
     def work() -> None:
         try:
