@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +76,9 @@ class BlobStore:
         blob_id = uuid.uuid4().hex
         sealer = Sealer(self.keyring, blob_id.encode())
         temp = self._tmp / blob_id
-        handle = await self._run(_open_new, temp, sealer.header)
+        # The file is created with its first full chunk, or at the end: a blob smaller than a
+        # chunk is written in one trip to a worker thread.
+        handle: BinaryIO | None = None
         try:
             pending = bytearray()
             async for chunk in chunks:
@@ -85,9 +87,11 @@ class BlobStore:
                 pending += chunk
                 if len(pending) >= CHUNK_SIZE:
                     data, pending = bytes(pending), bytearray()
+                    if handle is None:
+                        handle = await self._run(_open_new, temp, sealer.header)
                     await self._run(_write, handle, sealer.update, data)
             data = bytes(pending)
-            await self._run(_finish, handle, sealer, data, temp, self.path(blob_id))
+            await self._run(_finish, handle, temp, sealer, data, self.path(blob_id))
         except BaseException:
             await self._run(_discard, handle, temp)
             raise
@@ -95,27 +99,35 @@ class BlobStore:
 
     async def read(self, blob_id: str) -> AsyncIterator[bytes]:
         """The plaintext, chunk by chunk; :class:`DecryptionError` if it was tampered with."""
-        handle, opener = await self._run(self._open, blob_id)
+        handle, opener, lengths, record = await self._run(self._open_first, blob_id)
         try:
-            for length in opener.record_lengths():
-                record = await self._run(handle.read, length)
-                if len(record) != length:
-                    raise DecryptionError("the file ended early")
+            while record is not None:
                 chunk = opener.open(record)
                 if chunk:
                     yield chunk
+                length = next(lengths, None)
+                record = None if length is None else await self._run(_read, handle, length)
         finally:
             handle.close()
 
     async def check(self, blob_id: str) -> int:
         """Open the blob and verify its first chunk; returns the plaintext size."""
-        handle, opener = await self._run(self._open, blob_id)
+        handle, opener, _, record = await self._run(self._open_first, blob_id)
+        handle.close()
+        if record is not None:
+            opener.open(record)
+        return int(opener.plaintext_size)
+
+    def _open_first(self, blob_id: str) -> tuple[BinaryIO, Opener, Iterator[int], bytes | None]:
+        """The open blob and its first record: a small blob is read in one worker trip."""
+        handle, opener = self._open(blob_id)
         try:
-            length = next(opener.record_lengths())
-            opener.open(await self._run(handle.read, length))
-            return int(opener.plaintext_size)
-        finally:
+            lengths = opener.record_lengths()
+            length = next(lengths, None)
+            return handle, opener, lengths, None if length is None else _read(handle, length)
+        except BaseException:
             handle.close()
+            raise
 
     def _open(self, blob_id: str) -> tuple[BinaryIO, Opener]:
         try:
@@ -154,23 +166,41 @@ def _open_new(temp: Path, header: bytes) -> BinaryIO:
     return handle
 
 
+def _read(handle: BinaryIO, length: int) -> bytes:
+    record = handle.read(length)
+    if len(record) != length:
+        raise DecryptionError("the file ended early")
+    return record
+
+
 def _write(handle: BinaryIO, update: object, data: bytes) -> None:
     handle.write(update(data))  # type: ignore[operator]
 
 
-def _finish(handle: BinaryIO, sealer: Sealer, data: bytes, temp: Path, final: Path) -> None:
-    handle.write(sealer.update(data))
-    handle.write(sealer.finish())
-    handle.flush()
-    os.fsync(handle.fileno())
+def _finish(
+    handle: BinaryIO | None, temp: Path, sealer: Sealer, data: bytes, final: Path
+) -> None:
+    opened_here = handle is None
+    if handle is None:
+        handle = _open_new(temp, sealer.header)
+    try:
+        handle.write(sealer.update(data))
+        handle.write(sealer.finish())
+        handle.flush()
+        os.fsync(handle.fileno())
+    except BaseException:
+        if opened_here:  # the caller's discard only knows the handle it opened
+            handle.close()
+        raise
     handle.close()
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
     _fsync_dir(final.parent)
 
 
-def _discard(handle: BinaryIO, temp: Path) -> None:
-    handle.close()
+def _discard(handle: BinaryIO | None, temp: Path) -> None:
+    if handle is not None:
+        handle.close()
     temp.unlink(missing_ok=True)
 
 

@@ -6,8 +6,9 @@ signed ASiC-E, CMS-encrypted to the receiver. Status messages and receipts have 
 
 Writing: the sealing toolkit and :mod:`zipfile` are blocking, so they run in a worker thread
 that writes the ZIP into a pipe; the event loop reads the pipe a bounded number of chunks
-behind, so the upload streams while the package is sealed; a file without a package (the SBD
-alone) is zipped in place, as a thread would cost more. ``asic.zip`` is encrypted and so
+behind, so the upload streams while the package is sealed. A small file (the SBD alone, or
+with documents of at most :data:`SMALL_PACKAGE` bytes) is written whole in memory instead, in
+one trip to a pooled thread or none. ``asic.zip`` is encrypted and so
 incompressible: it is deflated at level 0 (stored blocks), which costs nothing and which every
 ZIP reader takes, unlike stored entries with a data descriptor.
 
@@ -53,6 +54,9 @@ PIPE_CHUNK = 1 << 20
 """Bytes the worker gathers before handing them to the event loop."""
 PIPE_DEPTH = 4
 """Chunks the pipe holds before the worker waits for the upload to catch up."""
+SMALL_PACKAGE = 1 << 20
+"""Documents of at most this many bytes in all are sealed in one go, in memory: a thread of
+its own and a pipe cost a small message more than its sealing."""
 MAX_SBD_BYTES = 16 << 20
 MAX_SBD_DEPTH = 64
 """The deepest nesting of objects and arrays an SBD may have (its header nests eight deep)."""
@@ -141,6 +145,13 @@ def _write_zip(
                 seal_into(member)
 
 
+def _small_zip(sbd_json: bytes, seal_into: SealInto | None) -> bytes:
+    out = io.BytesIO()
+    _write_zip(out, sbd_json, seal_into, False)
+    log.debug("sbd.zip written", bytes=out.tell())
+    return out.getvalue()
+
+
 async def write_broker_file(
     sbd: Mapping[str, Any], seal_into: SealInto | None, *, documents_size: int = 0
 ) -> AsyncIterator[bytes]:
@@ -152,10 +163,10 @@ async def write_broker_file(
     sbd_json = json.dumps(sbd, ensure_ascii=False).encode()
     if seal_into is None:
         # A status or receipt: the SBD alone, already in memory, zipped here in a moment.
-        small = io.BytesIO()
-        _write_zip(small, sbd_json, None, False)
-        log.debug("sbd.zip written", bytes=small.tell())
-        yield small.getvalue()
+        yield _small_zip(sbd_json, None)
+        return
+    if documents_size <= SMALL_PACKAGE:
+        yield await asyncio.to_thread(_small_zip, sbd_json, seal_into)
         return
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=PIPE_DEPTH)

@@ -285,7 +285,7 @@ class DPOChannel(Channel):
             if key is None:
                 raise ConfigurationError("DPO needs the organisation's key to sign its packages")
             named = sbd.get(sbd_header.document_type(sbd) or "", {})
-            seal_into = sealer(
+            seal_into = await sealer(
                 attachments,
                 key=key,
                 recipient=receiver_certificate(service_record),
@@ -294,7 +294,6 @@ class DPOChannel(Channel):
                 main=main_document(
                     attachments, named.get("hoveddokument") if isinstance(named, Mapping) else None
                 ),
-                loop=asyncio.get_running_loop(),
             )
         try:
             earlier = None

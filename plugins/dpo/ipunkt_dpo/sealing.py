@@ -3,7 +3,9 @@
 The sealing toolkit (:func:`ipunkt.package.seal.seal`) is blocking and reads documents as
 plain iterables, while the core hands attachments over as async streams. :func:`sealer`
 bridges the two: the returned function runs in the worker thread that writes ``sbd.zip``, and
-each document it reads pulls its chunks from the event loop one at a time.
+each document it reads pulls its chunks from the event loop one at a time. Documents of a small
+package (:data:`~ipunkt_dpo.broker_file.SMALL_PACKAGE`) are read on the event loop first,
+which costs less than pulling them across threads.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.manifest import IpManifest, MainDocument
 from ipunkt.package.seal import Document, seal
 from ipunkt.package.trust import check_rsa, check_usage, check_validity
-from ipunkt.plugin import Attachment, PermanentError
+from ipunkt.plugin import Attachment, PermanentError, TransientError
 
-from ipunkt_dpo.broker_file import SealInto
+from ipunkt_dpo.broker_file import SMALL_PACKAGE, SealInto
 
 
 def receiver_certificate(service_record: Mapping[str, Any] | None) -> x509.Certificate:
@@ -72,7 +74,14 @@ def main_document(attachments: Sequence[Attachment], named: str | None) -> MainD
     return MainDocument(chosen.filename, chosen.mime_type) if chosen else None
 
 
-def sealer(
+async def _read(attachment: Attachment) -> list[bytes]:
+    try:
+        return [chunk async for chunk in attachment.open()]
+    except OSError as exc:
+        raise TransientError(f"a document could not be read: {exc}") from exc
+
+
+async def sealer(
     attachments: Sequence[Attachment],
     *,
     key: OrganisationKey,
@@ -80,18 +89,25 @@ def sealer(
     sender: str,
     receiver: str,
     main: MainDocument | None,
-    loop: asyncio.AbstractEventLoop,
 ) -> SealInto:
     """A function that seals ``attachments`` (after the IP manifest) into a writable."""
-    documents = [
-        Document(
-            name=a.filename,
-            mime=a.mime_type,
-            open=lambda a=a: _pull(a.open, loop),  # type: ignore[misc]
-            size=a.size,
-        )
-        for a in attachments
-    ]
+    loop = asyncio.get_running_loop()
+    if sum(a.size for a in attachments) <= SMALL_PACKAGE:
+        read = [await _read(a) for a in attachments]
+        documents = [
+            Document(name=a.filename, mime=a.mime_type, open=lambda c=chunks: c, size=a.size)
+            for a, chunks in zip(attachments, read, strict=True)
+        ]
+    else:
+        documents = [
+            Document(
+                name=a.filename,
+                mime=a.mime_type,
+                open=lambda a=a: _pull(a.open, loop),  # type: ignore[misc]
+                size=a.size,
+            )
+            for a in attachments
+        ]
     manifest = IpManifest(receiver=receiver, sender=sender, main_document=main)
 
     def seal_into(out: IO[bytes]) -> None:
