@@ -12,7 +12,8 @@ one trip to a pooled thread or none. ``asic.zip`` is encrypted and so
 incompressible: it is deflated at level 0 (stored blocks), which costs nothing and which every
 ZIP reader takes, unlike stored entries with a data descriptor.
 
-Reading: :class:`IncomingFile` unzips the download as it arrives. When ``sbd.json`` comes first
+Reading: :class:`IncomingFile` unzips the download as it arrives (a small one once it has, see
+:data:`SMALL_FILE`). When ``sbd.json`` comes first
 (as the integrasjonspunkt writes it) the ``asic.zip`` entry is handed on as a stream while the
 download goes on; when it comes first it is spooled to a temporary file. The file comes from a
 stranger, so it is held to :class:`FileLimits` as it streams: its size, the bytes it unpacks to
@@ -31,7 +32,7 @@ import json
 import tempfile
 import threading
 import zipfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from typing import IO, Any, BinaryIO
 import structlog
 from ipunkt.package.asic import check_name
 from ipunkt.package.errors import UnsafeArchive
-from stream_unzip import UnzipError, async_stream_unzip
+from stream_unzip import UnzipError, async_stream_unzip, stream_unzip
 
 from ipunkt_dpo.legacy_sbd import LegacySbdError, parse_content_xml
 
@@ -206,6 +207,42 @@ async def write_broker_file(
     log.debug("sbd.zip written", bytes=pipe.size)
 
 
+SMALL_FILE = 64 << 10
+"""A download of at most this many bytes is unzipped on the event loop once it has arrived;
+a larger one as it streams in, in worker threads. A status message is about a kilobyte, and
+handing each step of its unzipping to a thread cost more than all of it."""
+
+Member = tuple[bytes, int | None, AsyncIterator[bytes]]
+
+
+async def _unzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[Member]:
+    """The members of the ZIP that arrives as ``chunks`` (see :data:`SMALL_FILE`)."""
+    arrived: list[bytes] = []
+    size = 0
+    while size <= SMALL_FILE:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            for name, length, member in stream_unzip(arrived, chunk_size=PIPE_CHUNK):
+                yield name, length, _async(member)
+            return
+        arrived.append(chunk)
+        size += len(chunk)
+
+    async def everything() -> AsyncIterator[bytes]:
+        for chunk in arrived:
+            yield chunk
+        async for chunk in chunks:
+            yield chunk
+
+    async for member in async_stream_unzip(everything(), chunk_size=PIPE_CHUNK):
+        yield member
+
+
+async def _async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
 async def _read_sbd(chunks: AsyncIterator[bytes]) -> bytes:
     """An SBD entry whole: :meth:`IncomingFile._guard` holds it to :data:`MAX_SBD_BYTES`."""
     data = bytearray()
@@ -276,7 +313,7 @@ class IncomingFile:
         self.downloaded = 0
         self.unpacked = 0
         self._entries = 0
-        self._members = async_stream_unzip(self._counted(chunks), chunk_size=PIPE_CHUNK).__aiter__()
+        self._members = _unzipped(self._counted(chunks))
         self._spool_dir = spool_dir
         self._spool: BinaryIO | None = None
         self.sbd: dict[str, Any] | None = None
