@@ -16,7 +16,6 @@ from ipunkt.package import cms
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.seal import from_async
 
-
 SMALL_PACKAGE = 1 << 20
 """A stored package of at most this many bytes is read first and decrypted in one trip to a
 worker thread; handing a thread each chunk and each step cost a small one more than its
