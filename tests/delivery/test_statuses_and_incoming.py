@@ -324,3 +324,40 @@ async def test_a_remote_failing_for_now_is_a_warning_and_a_bug_a_traceback(loop:
         ("error", None, True),
     ]
     assert channel.polls > 2
+
+
+async def test_a_status_that_brings_a_receipt_counts_only_once_the_receipt_is_stored(
+    make_gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the integration point died between the two: storing the receipt fails, so the
+    status is not registered either, and the next poll brings both (DPV's receipt on LEVERT)."""
+    gateway = await make_gateway()
+    message_id = await gateway.send(avtalt("ok"))
+    await gateway.wait_for(message_id, "SENDT")
+    store = gateway.engine.store
+    create = store.create_message
+    failed = asyncio.Event()
+
+    async def fail_once(*args, **kwargs):
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("the disk went away")
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(store, "create_message", fail_once)
+    receipt_id = str(uuid.uuid4())
+    receipt = IncomingMessage(reply(
+        "arkivmelding_kvittering",
+        {"receiptType": "OK", "relatedToMessageId": message_id, "messages": []},
+        message_id=receipt_id,
+    ))
+    levert = StatusUpdate(message_id, ReceiptStatus.LEVERT, incoming=receipt)
+    gateway.remote.statuses[message_id] = [levert]
+    await asyncio.wait_for(failed.wait(), 5)
+    await asyncio.sleep(0.3)
+    assert "LEVERT" not in await gateway.status_names(message_id)
+    gateway.remote.statuses[message_id] = [levert]
+    await gateway.wait_for(message_id, "LEVERT")
+    page = await (await gateway.client.get("/api/messages/in")).json()
+    assert [m["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
+            for m in page["content"]] == [receipt_id]

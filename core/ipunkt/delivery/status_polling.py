@@ -84,6 +84,11 @@ class StatusPoller:
                 log.warning("status for an unknown conversation", channel=self.service,
                             message_id=update.message_id, conversation_id=update.conversation_id)
                 continue
+            if update.incoming is not None and self.sink is not None:
+                # Before the status: a crash between the two then polls again and finds the
+                # message stored (its id is fixed), where the other way round the status was
+                # final, polling over, and the fagsystem never got its receipt.
+                await self.sink.receive(update.incoming, generated=True)
             changes = self.rules.reported([update], self.clock(), self.service)
             registered = await self.store.register_statuses(
                 conversation.message_id, changes, Direction.OUTGOING
@@ -93,8 +98,6 @@ class StatusPoller:
                 log.info("status learned", message_id=conversation.message_id,
                          status=record.status, conversation_id=conversation.conversation_id,
                          channel=self.service)
-            if update.incoming is not None and self.sink is not None:
-                await self.sink.receive(update.incoming, generated=True)
             if update.stop_polling:
                 await self.store.stop_polling(conversation.id)
         if due:
