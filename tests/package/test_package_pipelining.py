@@ -52,7 +52,8 @@ def test_prefetch_raises_the_sources_error(fail_at: int) -> None:
 @pytest.mark.parametrize("taken", [2, 20])
 def test_prefetch_stopped_early_closes_the_source(taken: int) -> None:
     source = Source(40)
-    stream = prefetch(source.chunks(), inline_bytes=4 * CHUNK)
+    chunks = source.chunks()  # held here, so only prefetch closing it can close it
+    stream = prefetch(chunks, inline_bytes=4 * CHUNK)
     for _ in range(taken):
         next(stream)
     stream.close()

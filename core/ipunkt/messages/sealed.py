@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from ipunkt.package import cms
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.seal import from_async
+from ipunkt.stream_head import read_head
 
 SMALL_PACKAGE = 1 << 20
 """A stored package of at most this many bytes is read first and decrypted in one trip to a
@@ -26,32 +27,12 @@ async def decrypted(
     open_chunks: Callable[[], AsyncIterator[bytes]], key: OrganisationKey
 ) -> AsyncIterator[bytes]:
     """The plaintext of a stored CMS EnvelopedData; PackageError if it is not one for us."""
-    stored = open_chunks()
-    arrived: list[bytes] = []
-    size = 0
-    whole = False
-    try:
-        while size <= SMALL_PACKAGE and not whole:
-            chunk = await anext(stored, None)
-            whole = chunk is None
-            if chunk is not None:
-                arrived.append(chunk)
-                size += len(chunk)
-    except BaseException:
-        await stored.aclose()  # type: ignore[attr-defined]
-        raise
-    if whole:
-        for piece in await asyncio.to_thread(_decrypt_all, arrived, key):
+    head = await read_head(open_chunks(), SMALL_PACKAGE)
+    if head.whole:
+        for piece in await asyncio.to_thread(_decrypt_all, head.arrived, key):
             yield piece
         return
-
-    async def everything() -> AsyncIterator[bytes]:
-        for chunk in arrived:
-            yield chunk
-        async for chunk in stored:
-            yield chunk
-
-    async for piece in _decrypted_in_thread(everything, key):
+    async for piece in _decrypted_in_thread(head.stream, key):
         yield piece
 
 

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from ipunkt.package import der
 from ipunkt.package.errors import CertificateProblem, SignatureInvalid
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.trust import TrustStore, check_rsa, describe
@@ -48,38 +49,30 @@ def sign_detached(
     when = (signing_time or datetime.now(UTC)).astimezone(UTC)
     attributes = [
         _CONTENT_TYPE_DATA,
-        _attribute_der(_SIGNING_TIME, _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode())),
-        _attribute_der(_MESSAGE_DIGEST, _tlv(0x04, hashlib.sha256(content).digest())),
+        _attribute_der(_SIGNING_TIME, der.tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode())),
+        _attribute_der(_MESSAGE_DIGEST, der.tlv(0x04, hashlib.sha256(content).digest())),
         signer.signing_certificate,
     ]
     # DER orders a SET OF by encoding; verifiers check the signature over the bytes as sent.
     attributes_der = b"".join(sorted(attributes))
     signature = key.private_key.sign(
-        _tlv(0x31, attributes_der), padding.PKCS1v15(), hashes.SHA256()
+        der.tlv(0x31, attributes_der), padding.PKCS1v15(), hashes.SHA256()
     )
-    signer_info = _tlv(
+    signer_info = der.tlv(
         0x30,
-        b"\x02\x01\x01" + signer.sid + _SHA256 + _tlv(0xA0, attributes_der)
-        + _RSA_PKCS1V15 + _tlv(0x04, signature),
+        b"\x02\x01\x01" + signer.sid + _SHA256 + der.tlv(0xA0, attributes_der)
+        + _RSA_PKCS1V15 + der.tlv(0x04, signature),
     )
-    signed_data = _tlv(
+    signed_data = der.tlv(
         0x30,
-        b"\x02\x01\x01" + _tlv(0x31, _SHA256) + _ENCAPSULATED_DATA + signer.certificates
-        + _tlv(0x31, signer_info),
+        b"\x02\x01\x01" + der.tlv(0x31, _SHA256) + _ENCAPSULATED_DATA + signer.certificates
+        + der.tlv(0x31, signer_info),
     )
-    return _tlv(0x30, _SIGNED_DATA + _tlv(0xA0, signed_data))
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(body))) + body + content
+    return der.tlv(0x30, _SIGNED_DATA + der.tlv(0xA0, signed_data))
 
 
 def _attribute_der(oid: bytes, value: bytes) -> bytes:
-    return _tlv(0x30, oid + _tlv(0x31, value))
+    return der.tlv(0x30, oid + der.tlv(0x31, value))
 
 
 _SIGNING_TIME = cms.CMSAttributeType("signing_time").dump()
@@ -109,7 +102,7 @@ def _signer(key: OrganisationKey) -> _Signer:
 def _signer_of(ders: tuple[bytes, ...]) -> _Signer:
     signing_certificate, sid = _signer_parts(ders[0])
     # A SET OF in DER, so in the order of the encodings, as asn1crypto writes it.
-    return _Signer(signing_certificate, sid, _tlv(0xA0, b"".join(sorted(ders))))
+    return _Signer(signing_certificate, sid, der.tlv(0xA0, b"".join(sorted(ders))))
 
 
 @functools.lru_cache(maxsize=16)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ipunkt.package import der
 from ipunkt.package.errors import DecryptionFailed
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.trust import check_rsa, check_usage, describe
@@ -65,13 +66,6 @@ class Writable(Protocol):
     def write(self, data: bytes | bytearray | memoryview, /) -> Any: ...
 
 
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
 def _recipient_info(
     recipient: x509.Certificate, content_key: bytes, transport: KeyTransport
 ) -> bytes:
@@ -90,13 +84,9 @@ def _recipient_info(
         )
     else:
         encrypted_key = public_key.encrypt(content_key, rsa_padding.PKCS1v15())
-    info = _tlv(0x30, b"\x02\x01\x00" + rid + _key_encryption_algorithm(transport)
-                + _tlv(0x04, encrypted_key))
-    return _tlv(0x31, info)
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
+    info = der.tlv(0x30, b"\x02\x01\x00" + rid + _key_encryption_algorithm(transport)
+                + der.tlv(0x04, encrypted_key))
+    return der.tlv(0x31, info)
 
 
 @functools.cache
@@ -179,7 +169,7 @@ class CmsWriter:
             self._output = bytearray(self._segment + 16)
         n = self._encryptor.update_into(plaintext, self._output)
         if n:
-            self._out.write(b"\x04" + _length(n))
+            self._out.write(b"\x04" + der.length(n))
             self._out.write(memoryview(self._output)[:n])
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -210,7 +200,7 @@ class CmsWriter:
         padder = padding.PKCS7(128).padder()
         tail = padder.update(bytes(self._pending)) + padder.finalize()
         last = self._encryptor.update(tail) + self._encryptor.finalize()
-        self._out.write(b"\x04" + _length(len(last)) + last)
+        self._out.write(b"\x04" + der.length(len(last)) + last)
         self._out.write(b"\x00\x00" * 5)
 
     def __enter__(self) -> CmsWriter:

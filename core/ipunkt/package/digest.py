@@ -23,27 +23,25 @@ class BackgroundSha256:
     """``update`` hands a chunk to the hashing thread; ``digest`` waits for the result."""
 
     def __init__(self, depth: int = 8, inline_bytes: int = INLINE_BYTES) -> None:
-        self._depth = depth
+        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=depth)
         self._inline_left = inline_bytes
         self._hash = hashlib.sha256()
-        self._chunks: queue.Queue[bytes] | None = None
         self._thread: threading.Thread | None = None
+        """Started by the first chunk past ``inline_bytes``."""
         self._result: bytes | None = None
 
     def _work(self) -> None:
-        assert self._chunks is not None
         while chunk := self._chunks.get():
             self._hash.update(chunk)
 
     def update(self, chunk: bytes) -> None:
         if not chunk:
             return
-        if self._chunks is None and len(chunk) <= self._inline_left:
+        if self._thread is None and len(chunk) <= self._inline_left:
             self._inline_left -= len(chunk)
             self._hash.update(chunk)
             return
-        if self._chunks is None:
-            self._chunks = queue.Queue(maxsize=self._depth)
+        if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="ipunkt-sha256", daemon=True)
             self._thread.start()
         self._chunks.put(chunk)
@@ -60,6 +58,6 @@ class BackgroundSha256:
             self._stop()
 
     def _stop(self) -> None:
-        if self._chunks is not None and self._thread is not None and self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._chunks.put(_END)
             self._thread.join()

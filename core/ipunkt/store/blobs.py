@@ -180,19 +180,13 @@ def _write(handle: BinaryIO, update: object, data: bytes) -> None:
 def _finish(
     handle: BinaryIO | None, temp: Path, sealer: Sealer, data: bytes, final: Path
 ) -> None:
-    opened_here = handle is None
     if handle is None:
         handle = _open_new(temp, sealer.header)
-    try:
+    with handle:  # closed here also when writing fails (closing twice is harmless)
         handle.write(sealer.update(data))
         handle.write(sealer.finish())
         handle.flush()
         os.fsync(handle.fileno())
-    except BaseException:
-        if opened_here:  # the caller's discard only knows the handle it opened
-            handle.close()
-        raise
-    handle.close()
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
     _fsync_dir(final.parent)

@@ -41,6 +41,7 @@ from typing import IO, Any, BinaryIO
 import structlog
 from ipunkt.package.asic import check_name
 from ipunkt.package.errors import UnsafeArchive
+from ipunkt.stream_head import read_head
 from stream_unzip import UnzipError, async_stream_unzip, stream_unzip
 
 from ipunkt_dpo.legacy_sbd import LegacySbdError, parse_content_xml
@@ -217,24 +218,12 @@ Member = tuple[bytes, int | None, AsyncIterator[bytes]]
 
 async def _unzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[Member]:
     """The members of the ZIP that arrives as ``chunks`` (see :data:`SMALL_FILE`)."""
-    arrived: list[bytes] = []
-    size = 0
-    while size <= SMALL_FILE:
-        chunk = await anext(chunks, None)
-        if chunk is None:
-            for name, length, member in stream_unzip(arrived, chunk_size=PIPE_CHUNK):
-                yield name, length, _async(member)
-            return
-        arrived.append(chunk)
-        size += len(chunk)
-
-    async def everything() -> AsyncIterator[bytes]:
-        for chunk in arrived:
-            yield chunk
-        async for chunk in chunks:
-            yield chunk
-
-    async for member in async_stream_unzip(everything(), chunk_size=PIPE_CHUNK):
+    head = await read_head(chunks, SMALL_FILE)
+    if head.whole:
+        for name, length, member in stream_unzip(head.arrived, chunk_size=PIPE_CHUNK):
+            yield name, length, _async(member)
+        return
+    async for member in async_stream_unzip(head.stream(), chunk_size=PIPE_CHUNK):
         yield member
 
 
