@@ -19,6 +19,7 @@ from aiohttp import web
 from ipunkt.api.middlewares import errors, request_context
 from ipunkt.api.nextmove import build, setup
 from ipunkt.api.settings import ApiSettings
+from ipunkt.gc_tuning import tune_for_serving
 from ipunkt.logconfig import configure_logging
 from ipunkt.messages.settings import MessagesSettings
 from ipunkt.plugin import Channel, ChannelInfo, OutgoingMessage, SendResult
@@ -116,6 +117,8 @@ def main(argv: list[str]) -> None:
     incoming_bytes = int(argv[3]) if len(argv) > 3 and argv[2] == "--incoming-bytes" else 0
     configure_logging("json", "warning")
     app = echo_app() if target == "echo" else nextmove_app(Path(target), incoming_bytes)
+    if target != "echo":
+        tune_for_serving()  # as ipunkt serve does
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,3 +106,22 @@ async def test_closing_commits_what_was_submitted_and_refuses_what_comes_after(
     page = await reopened.find_messages(Direction.OUTGOING, MessageFilter(), PageRequest())
     assert page.total == 10
     await reopened.close()
+
+
+async def test_a_change_waits_for_another_process_write_lock_without_stalling_the_loop(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    created = asyncio.ensure_future(
+        store.create_message(message("waits"), StatusChange("OPPRETTET", NOW)))
+    ticks = 0
+    for _ in range(20):  # the loop keeps running while the change waits
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 20 and not created.done()
+    other.execute("COMMIT")
+    other.close()
+    assert isinstance(await asyncio.wait_for(created, 10), int)
+    conversation = await store.conversation_by_message_id("waits")
+    assert conversation is not None

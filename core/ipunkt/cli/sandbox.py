@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ipunkt.fault_injection import FaultKind, FaultPlan, FaultSpecError, parse_spec
+from ipunkt.gc_tuning import tune_for_serving
 from ipunkt.logconfig import configure_logging
 from ipunkt.plugins import load_plugins
 from ipunkt.sandbox import Sandbox, run_forever
@@ -60,6 +61,7 @@ def sandbox(folder: Path | None, state_file: Path | None, fakes_only: bool, port
             raise click.BadParameter(str(exc), param_hint="--faults") from None
     box = Sandbox(where, load_plugins(), (port_a, port_b), fakes_only, specs_folder(),
                   faults=faults)
+    tune_for_serving()
     asyncio.run(_run(box, state_file))
 
 

@@ -13,6 +13,7 @@ from ipunkt.app import create_app
 from ipunkt.cli.options import config_option
 from ipunkt.config import ConfigError
 from ipunkt.gateway import load_gateway
+from ipunkt.gc_tuning import tune_for_serving
 from ipunkt.logconfig import configure_logging
 from ipunkt.plugin import ConfigurationError
 
@@ -46,6 +47,7 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
         raise click.ClickException(problem)
     scheme = "https" if settings.api.tls_certificate is not None else "http"
     log.info("ipunkt starting", url=f"{scheme}://{host}:{port}", config=str(config_path))
+    tune_for_serving()
     try:
         web.run_app(
             app,

@@ -1,10 +1,10 @@
 """The SQLite message store: WAL mode, versioned migrations, group commit, fsync'd commits.
 
-All writes go through one writer thread that takes every change waiting in its queue and
-commits them together, one fsync for the whole group; a change that raises is rolled back
-alone (see :class:`_Writer`), so one refusal never spoils the others. A change's caller is
-answered only after that commit, so an answer means the change is on disk, and under load many
-requests share each fsync. Reads run on a small pool of reader threads with their own
+All writes go through one writer that takes every change waiting and commits them together,
+one fsync for the whole group; a change that raises is rolled back alone (see
+:class:`_Writer`), so one refusal never spoils the others. A change's caller is answered only
+after that commit, so an answer means the change is on disk, and under load many requests share
+each fsync. Reads run on a small pool of reader threads with their own
 connections; WAL lets them read while the writer writes.
 
 The standard library's ``sqlite3`` is used directly because a group commit must run a batch
@@ -14,9 +14,7 @@ of changes on the writer's connection in one hop, which ``aiosqlite`` has no pub
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import queue
 import sqlite3
 import threading
 from collections import defaultdict
@@ -64,6 +62,8 @@ from ipunkt.store.sqlite_schema import MIGRATIONS
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 30_000
+"""How long a connection waits for another process's lock before it gives up."""
 Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -97,7 +97,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:
@@ -105,93 +105,84 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class _Writer(threading.Thread):
-    """Runs queued changes in groups: one transaction, one fsync, per group.
+class _Writer:
+    """Group commit: the changes submitted while a commit is on its way form the next group.
 
-    Each event loop hands over the changes it submitted in one loop iteration as one item (one
-    wake-up of this thread, not one per change). A group runs first without savepoints; only
-    if one of its changes raises is it rolled back and run again with a savepoint around each
-    change, so that the refusal stays that change's alone. Every statement gives the
-    interpreter lock away while SQLite works, and winning it back from a busy event loop is
-    what costs under load, so the common case runs as few statements as it can.
+    A group's statements run on the event loop that submitted them: a point change costs SQLite
+    microseconds, while running it in a thread meant winning the interpreter lock back from
+    the busy loop after every statement. Only what waits runs in the writer's thread: ``BEGIN
+    IMMEDIATE`` (it may wait for another process's write lock) and ``COMMIT`` (the fsync). A
+    group runs first without savepoints; only if one of its changes raises is it rolled back
+    and run again with a savepoint around each change, so that the refusal stays that change's
+    alone. Changes must be short point changes, as every change of the store is. The writer
+    serves one event loop at a time.
     """
 
     def __init__(self, path: Path) -> None:
-        super().__init__(name="ipunkt-sqlite-writer", daemon=True)
         self._path = path
-        self._queue: queue.SimpleQueue[list[_Change] | None] = queue.SimpleQueue()
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Change]] = {}
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ipunkt-sqlite-writer")
+        self._pending: list[_Change] = []
+        self._running: asyncio.Task[None] | None = None
         self._stopped = False
         self.groups = 0
         self.changes = 0
 
+    def open(self) -> None:
+        self._conn = _connect(self._path, readonly=False)
+        self._conn.execute("PRAGMA busy_timeout = 0")  # see _begin
+
     def submit(self, op: Op) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._stopped:
+        if self._stopped or self._conn is None:
             future.set_exception(StoreError("the store is closed"))
             return future
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            loop.call_soon(self._hand_over, loop)
-        pending.append((op, future))
+        if self._running is None:
+            self._running = loop.create_task(self._run())
+        elif self._running.get_loop() is not loop:
+            future.set_exception(StoreError("the store is busy on another event loop"))
+            return future
+        self._pending.append((op, future))
         return future
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        changes = self._pending.pop(loop, None)
-        if changes:
-            self._queue.put(changes)
-
-    def stop(self) -> None:
-        """Commit what was submitted, then stop (call it from the loop that submitted)."""
-        self._stopped = True
-        for loop in list(self._pending):
-            self._hand_over(loop)
-        self._queue.put(None)
-
-    def run(self) -> None:
-        conn = _connect(self._path, readonly=False)
+    async def _run(self) -> None:
         try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is None:
-                    break
-                batch = list(first)
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.extend(item)
-                self._commit(conn, batch)
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._commit(batch)
         finally:
-            conn.close()
-            self._refuse_leftovers()
+            self._running = None
 
-    def _refuse_leftovers(self) -> None:
-        """Changes submitted after the store closed are refused, never left waiting."""
-        closed = StoreError("the store is closed")
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            _reply([(future, False, closed) for _, future in item or ()])
+    async def stop(self) -> None:
+        """Commit what was submitted, refuse what comes after, close the connection."""
+        self._stopped = True
+        if self._running is not None:
+            await asyncio.shield(self._running)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=False)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Change]) -> None:
+    async def _commit(self, batch: list[_Change]) -> None:
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]]
         try:
+            await self._begin(conn)
             try:
-                outcomes = _run_group(conn, batch, savepoints=False)
+                outcomes = _run_changes(conn, batch, savepoints=False)
             except _Refused as refused:
+                conn.execute("ROLLBACK")
                 if len(batch) == 1:
                     outcomes = [(False, refused.error)]
                 else:
-                    outcomes = _run_group(conn, batch, savepoints=True)
+                    await self._begin(conn)
+                    outcomes = _run_changes(conn, batch, savepoints=True)
+                    await self._aside(conn, "COMMIT")
+            else:
+                await self._aside(conn, "COMMIT")
         except sqlite3.Error as exc:
             log.error("commit failed", error=str(exc), changes=len(batch))
             if conn.in_transaction:
@@ -199,68 +190,68 @@ class _Writer(threading.Thread):
             outcomes = [(False, StoreError(f"the database refused the change: {exc}"))] * len(batch)
         self.groups += 1
         self.changes += len(batch)
-        _reply([(future, ok, value)
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True)])
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.cancelled():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock: at once on the loop when it is free (it nearly always is),
+        else waiting for it in the thread, up to the busy timeout every connection has."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            await asyncio.get_running_loop().run_in_executor(self._thread, _begin_waiting, conn)
+
+    async def _aside(self, conn: sqlite3.Connection, statement: str) -> None:
+        """Run a statement that waits (on the disk, or on another process) in the thread."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, conn.execute, statement)
 
 
 _Change = tuple[Op, "asyncio.Future[Any]"]
-_Answer = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _begin_waiting(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 class _Refused(Exception):
-    """A change of a group run without savepoints raised; the group was rolled back."""
+    """A change of a group run without savepoints raised; the group is to be rolled back."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
 
 
-def _run_group(
+def _run_changes(
     conn: sqlite3.Connection, batch: list[_Change], *, savepoints: bool
 ) -> list[tuple[bool, Any]]:
-    """Run the group in one transaction and commit it: (succeeded, result or error) each."""
+    """Run the group's changes in the open transaction: (succeeded, result or error) each."""
     outcomes: list[tuple[bool, Any]] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for op, _ in batch:
-            if savepoints:
-                conn.execute("SAVEPOINT change")
-            try:
-                result = op(conn)
-            except Exception as exc:
-                if not savepoints:
-                    raise _Refused(exc) from exc
-                conn.execute("ROLLBACK TO change")
-                outcomes.append((False, exc))
-            else:
-                outcomes.append((True, result))
-            if savepoints:
-                conn.execute("RELEASE change")
-        conn.execute("COMMIT")
-    except _Refused:
-        conn.execute("ROLLBACK")
-        raise
-    return outcomes
-
-
-def _reply(answers: list[_Answer]) -> None:
-    """Answer each change on its own event loop (a closed loop has nobody waiting)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = defaultdict(list)
-    for answer in answers:
-        by_loop[answer[0].get_loop()].append(answer)
-    for loop, group in by_loop.items():
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_answer, group)
-
-
-def _answer(answers: list[_Answer]) -> None:
-    for future, ok, value in answers:
-        if future.cancelled():
-            continue
-        if ok:
-            future.set_result(value)
+    for op, _ in batch:
+        if savepoints:
+            conn.execute("SAVEPOINT change")
+        try:
+            result = op(conn)
+        except Exception as exc:
+            if not savepoints:
+                raise _Refused(exc) from exc
+            conn.execute("ROLLBACK TO change")
+            outcomes.append((False, exc))
         else:
-            future.set_exception(value)
+            outcomes.append((True, result))
+        if savepoints:
+            conn.execute("RELEASE change")
+    return outcomes
 
 
 class _Database:
@@ -295,7 +286,7 @@ class _Database:
                 log.info("store schema migrated", path=str(self.path), version=number)
         finally:
             conn.close()
-        self._writer.start()
+        self._writer.open()
 
     async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.submit(op)  # type: ignore[no-any-return]
@@ -317,13 +308,12 @@ class _Database:
         finally:
             conn.execute("COMMIT")
 
-    def stop_writing(self) -> None:
-        """Commit what was submitted and then stop the writer (on the submitting loop)."""
-        self._writer.stop()
+    async def close(self) -> None:
+        """Commit what was submitted, then close every connection."""
+        await self._writer.stop()
+        await asyncio.to_thread(self._close_readers)
 
-    def close(self) -> None:
-        """Wait for the writer to finish and close every connection (blocks: use a thread)."""
-        self._writer.join()
+    def _close_readers(self) -> None:
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
@@ -502,8 +492,7 @@ class SqliteStore(MessageStore):
         await self._remove_orphan_blobs()
 
     async def close(self) -> None:
-        self._db.stop_writing()
-        await asyncio.to_thread(self._db.close)
+        await self._db.close()
 
     async def _remove_orphan_blobs(self) -> None:
         def referenced(conn: sqlite3.Connection) -> set[str]:
