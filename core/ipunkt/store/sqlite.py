@@ -399,6 +399,11 @@ def _with_statuses(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Co
 # --- query building -------------------------------------------------------------------------
 
 
+_EITHER_DIRECTION = "direction IN ('OUTGOING', 'INCOMING')"
+"""Lets a lookup by message id alone use UNIQUE (direction, message_id), one probe per
+direction (the store has no other index on a conversation's message id)."""
+
+
 class _Where:
     def __init__(self) -> None:
         self.clauses: list[str] = []
@@ -572,15 +577,18 @@ class SqliteStore(MessageStore):
                     "INSERT INTO conversation (conversation_id, message_id, direction, sender, "
                     "sender_identifier, receiver, receiver_identifier, process, "
                     "document_identifier, message_reference, message_title, service_code, "
-                    "service_edition_code, service, last_update, expiry) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "service_edition_code, service, last_update, finished, pollable, expiry) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (message.conversation_id, message.message_id, message.direction.value,
                      message.sender, message.sender_identifier, message.receiver,
                      message.receiver_identifier, message.process, message.document_type,
                      message.conversation_id, "", message.service_code,
-                     message.service_edition_code, message.service, now, _us(message.expiry)),
+                     message.service_edition_code, message.service, now,
+                     int(bool(created.finished)), int(bool(created.pollable)),
+                     _us(message.expiry)),
                 ).lastrowid
-            for change in (created, *extra_statuses):
+            _register(conn, conv_id, created, fresh=existing is None)
+            for change in extra_statuses:
                 _register(conn, conv_id, change)
             if reply is not None:
                 _queue_reply(conn, message.service, message.message_id, reply, message.sbd, now)
@@ -749,7 +757,7 @@ class SqliteStore(MessageStore):
         def op(conn: sqlite3.Connection) -> StatusRecord | None:
             if direction is None:
                 row = conn.execute(
-                    "SELECT id FROM conversation WHERE message_id = ? "
+                    f"SELECT id FROM conversation WHERE {_EITHER_DIRECTION} AND message_id = ? "
                     "ORDER BY direction = 'INCOMING', id LIMIT 1",
                     (message_id,),
                 ).fetchone()
@@ -769,6 +777,8 @@ class SqliteStore(MessageStore):
     async def find_statuses(self, where: StatusFilter, page: PageRequest) -> Page[StatusRecord]:
         clause = _Where()
         clause.eq("s.id", where.id)
+        if where.message_id is not None:
+            clause.add(f"c.{_EITHER_DIRECTION}")
         clause.eq("c.message_id", where.message_id)
         clause.eq("c.conversation_id", where.conversation_id)
         clause.eq("s.status", where.status)
@@ -809,6 +819,8 @@ class SqliteStore(MessageStore):
     ) -> Page[ConversationRecord]:
         clause = _Where()
         clause.eq("conversation_id", where.conversation_id)
+        if where.message_id is not None:
+            clause.add(_EITHER_DIRECTION)
         clause.eq("message_id", where.message_id)
         clause.eq("receiver", where.receiver)
         clause.eq("receiver_identifier", where.receiver_identifier)
@@ -842,7 +854,7 @@ class SqliteStore(MessageStore):
     async def conversation_by_message_id(self, message_id: str) -> ConversationRecord | None:
         def op(conn: sqlite3.Connection) -> ConversationRecord | None:
             row = conn.execute(
-                "SELECT id FROM conversation WHERE message_id = ? "
+                f"SELECT id FROM conversation WHERE {_EITHER_DIRECTION} AND message_id = ? "
                 "ORDER BY direction = 'INCOMING', id LIMIT 1",
                 (message_id,),
             ).fetchone()
@@ -857,7 +869,8 @@ class SqliteStore(MessageStore):
             if conv_id is not None:
                 return conn.execute("DELETE FROM conversation WHERE id = ?", (conv_id,)).rowcount
             return conn.execute(
-                "DELETE FROM conversation WHERE message_id = ?", (message_id,)
+                f"DELETE FROM conversation WHERE {_EITHER_DIRECTION} AND message_id = ?",
+                (message_id,),
             ).rowcount
 
         return await self._db.write(op)
@@ -1217,7 +1230,10 @@ def _delete_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Deleted:
     return Deleted(blobs, _message(row))
 
 
-def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> int | None:
+def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange, *,
+              fresh: bool = False) -> int | None:
+    """Add the status to the conversation; ``fresh``: the conversation was just inserted with
+    the status's time and flags, so it needs no update."""
     at = _us(change.at)
     cur = conn.execute(
         "INSERT OR IGNORE INTO message_status (conversation, status, description, raw_receipt, "
@@ -1227,12 +1243,13 @@ def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange) -> i
     if cur.rowcount == 0:
         return None
     status_id = cur.lastrowid
-    conn.execute(
-        "UPDATE conversation SET last_update = ?, finished = coalesce(?, finished), "
-        "pollable = coalesce(?, pollable) WHERE id = ?",
-        (at, None if change.finished is None else int(change.finished),
-         None if change.pollable is None else int(change.pollable), conv_id),
-    )
+    if not fresh:
+        conn.execute(
+            "UPDATE conversation SET last_update = ?, finished = coalesce(?, finished), "
+            "pollable = coalesce(?, pollable) WHERE id = ?",
+            (at, None if change.finished is None else int(change.finished),
+             None if change.pollable is None else int(change.pollable), conv_id),
+        )
     if change.queue:
         conn.execute("INSERT INTO status_queue (status) VALUES (?)", (status_id,))
     conn.execute(

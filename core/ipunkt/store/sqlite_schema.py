@@ -147,4 +147,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reply_outbox_by_due ON reply_outbox (due_at, id);
     """,
+    # 4: a conversation is found by its message id through UNIQUE (direction, message_id),
+    # each query naming both directions; a second index on message_id cost every new
+    # conversation another page written at random
+    """
+    DROP INDEX conversation_by_message;
+    """,
 )
