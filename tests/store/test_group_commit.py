@@ -125,3 +125,4 @@ async def test_a_change_waits_for_another_process_write_lock_without_stalling_th
     assert isinstance(await asyncio.wait_for(created, 10), int)
     conversation = await store.conversation_by_message_id("waits")
     assert conversation is not None
+
