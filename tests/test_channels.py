@@ -48,7 +48,8 @@ def test_an_enabled_channel_with_a_transport_is_routed_to() -> None:
 @pytest.mark.parametrize(
     ("service", "configs", "message"),
     [
-        ("DPN", {"DPN": ON}, "Service DPN is not enabled: its plugin has no transport (not implemented)"),
+        ("DPN", {"DPN": ON},
+         "Service DPN is not enabled: its plugin has no transport (not implemented)"),
         ("DPT", {}, "Service DPT is not enabled"),
         ("DPQ", {}, "Service DPQ is not enabled: no plugin provides it"),
     ],

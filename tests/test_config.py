@@ -49,7 +49,8 @@ def test_missing_required_key() -> None:
 
 def test_required_plugins_must_be_requirement_specifiers() -> None:
     lines = errors_of({**ORG, "plugins": {"required_plugins": ["ipunkt-dpo>>1"]}})
-    assert lines[0].startswith("ipunkt.toml: plugins.required_plugins: Value error, 'ipunkt-dpo>>1'")
+    assert lines[0].startswith(
+        "ipunkt.toml: plugins.required_plugins: Value error, 'ipunkt-dpo>>1'")
 
 
 def test_values_from_environment_and_file(tmp_path: Path, monkeypatch) -> None:
@@ -104,7 +105,7 @@ def test_a_secret_in_a_channel_section(monkeypatch) -> None:
 
 def test_a_section_no_plugin_provides_is_an_error() -> None:
     settings = parse_settings({**ORG, "channels": {"dpz": {"enabled": True}}})
-    with pytest.raises(ConfigError, match="channels.dpz: no installed plugin provides"):
+    with pytest.raises(ConfigError, match=r"channels\.dpz: no installed plugin provides"):
         channel_configs(settings, load_plugins())
 
 

@@ -43,9 +43,9 @@ def avtalt(receiver: str) -> dict:
             "documentIdentification": {"standard": "urn:no:difi:avtalt:xsd::avtalt",
                                        "typeVersion": "1.0",
                                        "instanceIdentifier": str(uuid.uuid4()), "type": "avtalt"},
-            "businessScope": {"scope": [{"type": "ConversationId",
-                                         "instanceIdentifier": str(uuid.uuid4()),
-                                         "identifier": "urn:no:difi:profile:avtalt:avtalt:ver1.0"}]},
+            "businessScope": {"scope": [{
+                "type": "ConversationId", "instanceIdentifier": str(uuid.uuid4()),
+                "identifier": "urn:no:difi:profile:avtalt:avtalt:ver1.0"}]},
         },
         "avtalt": {"identifier": "sandbox", "content": {"text": "hei"}},
     }

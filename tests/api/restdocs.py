@@ -63,7 +63,8 @@ def _block(lines: list[str], start: int) -> tuple[Exchange, int]:
     body: list[str] = []
     i += 1
     while i < len(lines) and (lines[i].startswith(" " * indent) or not lines[i].strip()):
-        if not lines[i].strip() and body and i + 1 < len(lines) and not lines[i + 1].startswith(" "):
+        if (not lines[i].strip() and body and i + 1 < len(lines)
+                and not lines[i + 1].startswith(" ")):
             break
         body.append(lines[i][indent:] if lines[i].strip() else "")
         i += 1

@@ -13,7 +13,8 @@ from ipunkt.sbd import parse_sbd
 SBD: dict[str, Any] = {
     "standardBusinessDocumentHeader": {
         "headerVersion": "1.0",
-        "sender": [{"identifier": {"value": "0192:910075918", "authority": "iso6523-actorid-upis"}}],
+        "sender": [{"identifier": {"value": "0192:910075918",
+                                   "authority": "iso6523-actorid-upis"}}],
         "receiver": [{"identifier": {"value": "0192:910077473",
                                      "authority": "iso6523-actorid-upis"}}],
         "documentIdentification": {"standard": "urn:no:difi:arkivmelding:xsd::arkivmelding",

@@ -89,7 +89,9 @@ def sbd_of(example: Example) -> Any:
     return example.response.json()
 
 
-async def receive(gw: Gateway, sbd: Any, service: str, asic: bytes | None = b"PK\x03\x04 asic") -> None:
+async def receive(
+    gw: Gateway, sbd: Any, service: str, asic: bytes | None = b"PK\x03\x04 asic"
+) -> None:
     async def chunks() -> Any:
         if asic is not None:
             yield asic

@@ -65,10 +65,10 @@ class Outbox(Channel):
 
 @hookimpl
 def register_channels(register):
-    register(ChannelInfo(service="DPB", name="outbox", max_size=%d,
+    register(ChannelInfo(service="DPB", name="outbox", max_size=CHANNEL_LIMIT,
                          message_types=frozenset({"arkivmelding"}), factory=Outbox,
                          config_schema=OutboxConfig, default_ttl=timedelta(hours=1)))
-''' % CHANNEL_LIMIT
+'''.replace("CHANNEL_LIMIT", str(CHANNEL_LIMIT))
 
 
 @dataclass

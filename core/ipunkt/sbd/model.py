@@ -78,7 +78,7 @@ class Node(BaseModel):
     )
 
 
-class WireEnum(str, enum.Enum):
+class WireEnum(enum.StrEnum):
     """An enum read by constant name or wire value, case-insensitively."""
 
     @classmethod

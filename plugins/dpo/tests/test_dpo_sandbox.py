@@ -22,7 +22,8 @@ RESPONSE = "urn:no:difi:profile:arkivmelding:response:ver1.0"
 ARKIVMELDING_XML = """<?xml version="1.0" encoding="utf-8"?>
 <arkivmelding xmlns="http://www.arkivverket.no/standarder/noark5/arkivmelding">
   <mappe><systemID>sak-1</systemID>
-    <registrering><systemID>jp-1</systemID><offentligTittel>Søknad om byggetillatelse</offentligTittel>
+    <registrering><systemID>jp-1</systemID>
+    <offentligTittel>Søknad om byggetillatelse</offentligTittel>
       <journalpostnummer>42</journalpostnummer>
       <dokumentbeskrivelse><dokumentobjekt>
         <referanseDokumentfil>soknad.pdf</referanseDokumentfil>
