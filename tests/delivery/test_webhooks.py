@@ -22,8 +22,9 @@ from ipunkt.delivery.metrics import Metrics
 from ipunkt.delivery.settings import WebhookSettings
 from ipunkt.delivery.webhooks import WebhookDispatcher, signature, verify
 from ipunkt.messages.statuses import EXPIRED_DESCRIPTION
+from ipunkt.messages.subscriptions import StatusEvent, accepts, event_filter
 from ipunkt.sbd.times import OSLO, now_oslo
-from ipunkt.store.base import Direction, NewMessage, NewSubscription, StatusChange
+from ipunkt.store.base import Direction, NewMessage, NewSubscription, PageRequest, StatusChange
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import Keyring, MasterKey
 from ipunkt.store.sqlite import SqliteStore
@@ -484,3 +485,63 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+FILTER_CASES = [
+    ("messages", "status", None),
+    ("all", "all", "status=LEVERT"),
+    ("messages", "status", "status=levert,Sendt&direction=outgoing"),
+    ("messages", "status", "serviceIdentifier=dpv"),
+    ("messages", "status", "status=LEVERT&status=SENDT,LEVERT"),
+    ("messages", "status", "status=LEVERT&status=SENDT"),
+    ("messages", "status", "direction=INCOMING&serviceIdentifier=DPO,DPV"),
+    ("messages", "other", None),
+    ("conversations", "status", "status=LEVERT"),
+]
+
+
+async def test_a_status_is_queued_to_exactly_the_subscriptions_whose_rules_accept_it(
+    store: SqliteStore,
+) -> None:
+    """The store applies each subscription's resource, event and filter as it registers a
+    status, so that it queues no delivery the dispatcher would drop: what it queues must be
+    what :func:`accepts` says, case for case."""
+    for number, (resource, event, text) in enumerate(FILTER_CASES):
+        await store.add_subscription(NewSubscription(
+            f"s{number}", f"http://127.0.0.1:9/{number}", resource, event, text,
+            event_filter(resource, event, text)))
+    events = []
+    parties = [(Direction.OUTGOING, "DPO"), (Direction.INCOMING, "DPV"),
+               (Direction.OUTGOING, "DPV")]
+    for number, (direction, service) in enumerate(parties):
+        message_id = f"m{number}"
+        await conversation(store, message_id, direction, service, T0)
+        events.append((message_id, direction, service, "OPPRETTET"))
+        for name in ("SENDT", "LEVERT"):
+            await status(store, message_id, direction, name, T0)
+            events.append((message_id, direction, service, name))
+    queued = {(d.subscription.name, d.status.message_id, d.status.status)
+              for d in await store.claim_webhook_deliveries(T0 + timedelta(days=1),
+                                                            T0 + timedelta(days=2), 1000)}
+    subscriptions = (await store.subscriptions(PageRequest(0, 100))).content
+    expected = {
+        (s.name, message_id, name)
+        for s in subscriptions
+        for message_id, direction, service, name in events
+        if accepts(s, StatusEvent(T0, message_id, message_id + "-c", direction.value, service,
+                                  name, None))
+    }
+    assert queued == expected
+    assert 0 < len(expected) < len(subscriptions) * len(events)
+
+
+async def test_a_subscription_stored_before_its_rules_were_is_queued_every_status(
+    store: SqliteStore, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Such a subscription (no prefilter) is queued everything, and the dispatcher still pushes
+    only what its filter accepts."""
+    await subscribe(store, f"{receiver.url}/old", filter="status=LEVERT")
+    await conversation(store, "m1", Direction.OUTGOING, "DPO", T0)
+    await status(store, "m1", Direction.OUTGOING, "LEVERT", T0)
+    queued = await store.claim_webhook_deliveries(T0 + timedelta(days=1), T0, 100)
+    assert sorted(d.status.status for d in queued) == ["LEVERT", "OPPRETTET"]

@@ -30,6 +30,7 @@ from ipunkt.sbd.times import OSLO, format_datetime
 from ipunkt.sbd.violations import Violation
 from ipunkt.store.base import (
     AlreadyExists,
+    EventFilter,
     MessageStore,
     NewSubscription,
     Page,
@@ -111,11 +112,6 @@ class FilterPart:
     key: str
     values: tuple[str, ...]
 
-    def matches(self, event: StatusEvent) -> bool:
-        actual = {"status": event.status, "serviceIdentifier": event.service,
-                  "direction": event.direction}[self.key]
-        return any(actual.casefold() == value.casefold() for value in self.values)
-
 
 def parse_filter(text: str) -> tuple[FilterPart, ...]:
     """The parts of a filter; raises :class:`FilterError` saying what is wrong."""
@@ -194,19 +190,31 @@ def ping_body(now: datetime) -> dict[str, Any]:
 
 def accepts(subscription: SubscriptionRecord, event: StatusEvent) -> bool:
     """Whether the subscription wants this status event (resource, event, then its filter)."""
-    if subscription.resource not in ("all", "messages"):
-        return False
-    if subscription.event not in ("all", "status"):
-        return False
-    if not subscription.filter:
-        return True
-    try:
-        parts = parse_filter(subscription.filter)
-    except FilterError:
+    wants = event_filter(subscription.resource, subscription.event, subscription.filter)
+    if wants is None:
         log.warning("subscription has an unreadable filter; pushing everything",
                     subscription=subscription.id, filter=subscription.filter)
         return True
-    return all(part.matches(event) for part in parts)
+    return wants.admits(event.status, event.service, event.direction)
+
+
+def event_filter(resource: str, event: str, text: str | None) -> EventFilter | None:
+    """What a subscription lets through; None when its filter cannot be read (everything is
+    pushed then). Parts on the same key must all match: their values are intersected."""
+    if resource not in RESOURCES or event not in EVENTS:
+        return EventFilter(statuses=())
+    if not text:
+        return EventFilter()
+    try:
+        parts = parse_filter(text)
+    except FilterError:
+        return None
+    allowed: dict[str, set[str]] = {}
+    for part in parts:
+        values = {value.casefold() for value in part.values}
+        allowed[part.key] = allowed[part.key] & values if part.key in allowed else values
+    return EventFilter(
+        *(tuple(sorted(allowed[key])) if key in allowed else None for key in FILTER_KEYS))
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -324,8 +332,10 @@ class Subscriptions:
         _check(request.violations(creating=True))
         assert request.name is not None and request.push_endpoint is not None
         assert request.resource is not None and request.event is not None
+        filter_text = _filter_value(request.filter)
         new = NewSubscription(request.name, request.push_endpoint, request.resource,
-                              request.event, _filter_value(request.filter))
+                              request.event, filter_text,
+                              event_filter(request.resource, request.event, filter_text))
         await self._refuse_duplicate(new, None)
         await self._ping(new.push_endpoint)
         try:
@@ -340,14 +350,18 @@ class Subscriptions:
         existing = await self.get(subscription_id)
         request = SubscriptionRequest.from_json(body)
         _check(request.violations(creating=False))
+        resource = request.resource if request.resource is not None else existing.resource
+        event = request.event if request.event is not None else existing.event
+        filter_text = (_filter_value(request.filter) if request.filter is not None
+                       else existing.filter)
         changed = NewSubscription(
             name=request.name if request.name is not None else existing.name,
             push_endpoint=(request.push_endpoint if request.push_endpoint is not None
                            else existing.push_endpoint),
-            resource=request.resource if request.resource is not None else existing.resource,
-            event=request.event if request.event is not None else existing.event,
-            filter=(_filter_value(request.filter) if request.filter is not None
-                    else existing.filter),
+            resource=resource,
+            event=event,
+            filter=filter_text,
+            wants=event_filter(resource, event, filter_text),
         )
         await self._refuse_duplicate(changed, subscription_id)
         if changed.push_endpoint != existing.push_endpoint:

@@ -19,7 +19,7 @@ from ipunkt.store.blobs import BlobStore
 T = TypeVar("T")
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     OUTGOING = "OUTGOING"
     INCOMING = "INCOMING"
 
@@ -218,6 +218,26 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class EventFilter:
+    """The status events a subscription wants, in a form the store applies as it registers a
+    status, so that it queues no delivery its dispatcher would only drop.
+
+    Each field holds the casefolded values it lets through (empty: none), or None for any.
+    """
+
+    statuses: tuple[str, ...] | None = None
+    services: tuple[str, ...] | None = None
+    directions: tuple[str, ...] | None = None
+
+    def admits(self, status: str, service: str, direction: str) -> bool:
+        return all(
+            allowed is None or value.casefold() in allowed
+            for allowed, value in ((self.statuses, status), (self.services, service),
+                                   (self.directions, direction))
+        )
+
+
+@dataclass(frozen=True)
 class NewSubscription:
     """A webhook subscription as the API creates it."""
 
@@ -226,6 +246,9 @@ class NewSubscription:
     resource: str
     event: str
     filter: str | None = None
+    wants: EventFilter | None = None
+    """What its resource, event and filter let through; None: every status is queued to it
+    (its dispatcher decides)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from ipunkt.store.base import (
     Deleted,
     Direction,
     DuplicateFilename,
+    EventFilter,
     FileRecord,
     MessageFilter,
     MessageRecord,
@@ -607,7 +608,8 @@ class SqliteStore(MessageStore):
                      int(bool(created.finished)), int(bool(created.pollable)),
                      _us(message.expiry)),
                 ).lastrowid
-            _register(conn, conv_id, created, fresh=existing is None)
+            _register(conn, conv_id, created, new_conversation=None if existing else (
+                message.direction.value, message.service))
             for change in extra_statuses:
                 _register(conn, conv_id, change)
             if reply is not None:
@@ -1079,9 +1081,10 @@ class SqliteStore(MessageStore):
             try:
                 cur = conn.execute(
                     "INSERT INTO webhook_subscription (name, push_endpoint, resource, event, "
-                    "filter) VALUES (?,?,?,?,?)",
+                    "filter, prefiltered, wants_status, wants_service, wants_direction) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
                     (subscription.name, subscription.push_endpoint, subscription.resource,
-                     subscription.event, subscription.filter),
+                     subscription.event, subscription.filter, *_wants(subscription.wants)),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(
@@ -1113,9 +1116,11 @@ class SqliteStore(MessageStore):
             try:
                 conn.execute(
                     "UPDATE webhook_subscription SET name = ?, push_endpoint = ?, resource = ?, "
-                    "event = ?, filter = ? WHERE id = ?",
+                    "event = ?, filter = ?, prefiltered = ?, wants_status = ?, "
+                    "wants_service = ?, wants_direction = ? WHERE id = ?",
                     (subscription.name, subscription.push_endpoint, subscription.resource,
-                     subscription.event, subscription.filter, subscription_id),
+                     subscription.event, subscription.filter, *_wants(subscription.wants),
+                     subscription_id),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(
@@ -1251,9 +1256,10 @@ def _delete_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Deleted:
 
 
 def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange, *,
-              fresh: bool = False) -> int | None:
-    """Add the status to the conversation; ``fresh``: the conversation was just inserted with
-    the status's time and flags, so it needs no update."""
+              new_conversation: tuple[str, str] | None = None) -> int | None:
+    """Add the status to the conversation, and a webhook delivery for each subscription that
+    wants it. ``new_conversation`` (its direction and service): the conversation was just
+    inserted with the status's time and flags, so it needs no update."""
     at = _us(change.at)
     cur = conn.execute(
         "INSERT OR IGNORE INTO message_status (conversation, status, description, raw_receipt, "
@@ -1263,21 +1269,40 @@ def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange, *,
     if cur.rowcount == 0:
         return None
     status_id = cur.lastrowid
-    if not fresh:
-        conn.execute(
-            "UPDATE conversation SET last_update = ?, finished = coalesce(?, finished), "
-            "pollable = coalesce(?, pollable) WHERE id = ?",
-            (at, None if change.finished is None else int(change.finished),
-             None if change.pollable is None else int(change.pollable), conv_id),
-        )
+    conversation = new_conversation or conn.execute(
+        "UPDATE conversation SET last_update = ?, finished = coalesce(?, finished), "
+        "pollable = coalesce(?, pollable) WHERE id = ? RETURNING direction, service",
+        (at, None if change.finished is None else int(change.finished),
+         None if change.pollable is None else int(change.pollable), conv_id),
+    ).fetchone()
     if change.queue:
         conn.execute("INSERT INTO status_queue (status) VALUES (?)", (status_id,))
-    conn.execute(
-        "INSERT INTO webhook_outbox (subscription, status, due_at) "
-        "SELECT id, ?, ? FROM webhook_subscription",
-        (status_id, at),
-    )
+    if conversation is not None:
+        direction, service = conversation
+        conn.execute(
+            "INSERT INTO webhook_outbox (subscription, status, due_at) "
+            "SELECT id, ?, ? FROM webhook_subscription WHERE prefiltered = 0 OR ("
+            "(wants_status IS NULL OR instr(wants_status, ?) > 0) AND "
+            "(wants_service IS NULL OR instr(wants_service, ?) > 0) AND "
+            "(wants_direction IS NULL OR instr(wants_direction, ?) > 0))",
+            (status_id, at, _listed_value(change.status), _listed_value(service),
+             _listed_value(direction)),
+        )
     return status_id
+
+
+def _wants(wants: EventFilter | None) -> tuple[int, str | None, str | None, str | None]:
+    """A subscription's prefiltered, wants_status, wants_service and wants_direction columns:
+    each list as ``,a,b,`` (``,`` lets nothing through), NULL for any."""
+    if wants is None:
+        return 0, None, None, None
+    return 1, *(None if values is None else "," + "".join(v + "," for v in values)
+                for values in (wants.statuses, wants.services, wants.directions))
+
+
+def _listed_value(value: str) -> str:
+    """What a ``wants_*`` list holds when it lets ``value`` through."""
+    return "," + value.casefold() + ","
 
 
 def _status_by_id(conn: sqlite3.Connection, status_id: int | None) -> StatusRecord | None:

@@ -153,4 +153,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX conversation_by_message;
     """,
+    # 5: what each subscription lets through, so that registering a status queues a webhook
+    # delivery only where it will be pushed (a subscription from before, not prefiltered, is
+    # queued every status as it was)
+    """
+    ALTER TABLE webhook_subscription ADD COLUMN prefiltered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE webhook_subscription ADD COLUMN wants_status TEXT;
+    ALTER TABLE webhook_subscription ADD COLUMN wants_service TEXT;
+    ALTER TABLE webhook_subscription ADD COLUMN wants_direction TEXT;
+    """,
 )
