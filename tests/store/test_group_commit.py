@@ -126,3 +126,27 @@ async def test_a_change_waits_for_another_process_write_lock_without_stalling_th
     conversation = await store.conversation_by_message_id("waits")
     assert conversation is not None
 
+
+
+async def test_a_store_busy_on_one_event_loop_refuses_a_change_from_another(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # keeps this loop's change waiting
+    waiting = asyncio.ensure_future(
+        store.create_message(message("here"), StatusChange("OPPRETTET", NOW)))
+    await asyncio.sleep(0.05)
+
+    def from_another_loop() -> BaseException | None:
+        try:
+            asyncio.run(store.create_message(message("there"), StatusChange("OPPRETTET", NOW)))
+        except StoreError as exc:
+            return exc
+        return None
+
+    refused = await asyncio.to_thread(from_another_loop)
+    other.execute("COMMIT")
+    other.close()
+    assert isinstance(refused, StoreError) and "another event loop" in str(refused)
+    assert isinstance(await asyncio.wait_for(waiting, 10), int)
+    assert await store.conversation_by_message_id("there") is None
