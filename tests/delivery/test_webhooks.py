@@ -545,3 +545,17 @@ async def test_a_subscription_stored_before_its_rules_were_is_queued_every_statu
     await status(store, "m1", Direction.OUTGOING, "LEVERT", T0)
     queued = await store.claim_webhook_deliveries(T0 + timedelta(days=1), T0, 100)
     assert sorted(d.status.status for d in queued) == ["LEVERT", "OPPRETTET"]
+
+
+async def test_a_push_goes_through_the_environment_s_proxy_with_its_credentials(
+    store: SqliteStore, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = receiver.url.replace("http://", "http://pusher:s3cret@")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    pusher = dispatcher(store, Clock(T0), tmp_path)
+    await pusher.ping("http://push.example/hook")  # a host only the proxy can reach
+    await pusher.stop()
+    [ping] = receiver.pushes
+    assert ping.headers["Host"] == "push.example"
+    assert ping.headers["Proxy-Authorization"] == "Basic cHVzaGVyOnMzY3JldA=="

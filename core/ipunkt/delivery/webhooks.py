@@ -25,6 +25,7 @@ once into ``<store path>/webhook.key`` (mode 0600): the file's text, as UTF-8, i
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -32,6 +33,7 @@ import os
 import secrets
 import tempfile
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from ipunkt import __version__, jackson
 from ipunkt.delivery.metrics import Metrics
@@ -158,6 +161,31 @@ class _Pause:
     error: str
 
 
+@dataclass(frozen=True)
+class _Proxies:
+    """``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY``, read when the session opens.
+
+    aiohttp's ``trust_env`` reads them, and ``~/.netrc`` in a worker thread, for every request.
+    """
+
+    by_scheme: dict[str, str]
+
+    def for_url(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """The proxy to push ``url`` through, and its ``Proxy-Authorization`` when the proxy's
+        URL carries credentials."""
+        parts = urlsplit(url)
+        proxy = self.by_scheme.get(parts.scheme)
+        if proxy is None or urllib.request.proxy_bypass_environment(parts.hostname or "",
+                                                                    self.by_scheme):
+            return None, None
+        location = URL(proxy)
+        if location.user is None:
+            return proxy, None
+        credentials = f"{location.user}:{location.password or ''}".encode()
+        return (str(location.with_user(None)),
+                {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()})
+
+
 class WebhookDispatcher:
     """Pushes the store's due webhook deliveries; also pings endpoints for the API."""
 
@@ -180,6 +208,7 @@ class WebhookDispatcher:
         self.policy = RetryPolicy(settings.retry_initial_seconds, 3.0, 3600.0, 0.1)
         self.give_up = timedelta(hours=settings.give_up_hours)
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = _Proxies({})
         self._queues: dict[int, deque[WebhookDelivery]] = {}
         self._pending: set[int] = set()
         self._drains: set[asyncio.Task[None]] = set()
@@ -358,9 +387,14 @@ class WebhookDispatcher:
         }
         if delivery_id is not None:
             headers[DELIVERY_HEADER] = str(delivery_id)
+        client = self._client()
+        proxy, proxy_headers = self._proxies.for_url(url)
+        if proxy_headers and urlsplit(url).scheme == "http":  # the proxy reads the request
+            headers.update(proxy_headers)
+            proxy_headers = None  # else only the tunnel's CONNECT carries them
         try:
-            async with self._client().post(url, data=body, headers=headers,
-                                           allow_redirects=False) as response:
+            async with client.post(url, data=body, headers=headers, allow_redirects=False,
+                                   proxy=proxy, proxy_headers=proxy_headers) as response:
                 if 200 <= response.status < 300:
                     return
                 text = (await response.content.read(ERROR_BODY_CHARS * 4)).decode(
@@ -372,14 +406,14 @@ class WebhookDispatcher:
                              type(exc).__name__) from None
 
     def _client(self) -> aiohttp.ClientSession:
-        """One connection pool for the dispatcher's life; honours HTTP(S)_PROXY and NO_PROXY."""
+        """One connection pool for the dispatcher's life, and the proxies it pushes through."""
         if self._session is None or self._session.closed:
             seconds = self.settings.timeout_seconds
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=2 * seconds, connect=seconds,
                                               sock_read=seconds),
-                trust_env=True,
             )
+            self._proxies = _Proxies(urllib.request.getproxies_environment())
         return self._session
 
     # -- health ----------------------------------------------------------------------------------
