@@ -4,7 +4,9 @@ then stateful runs along the links that schemathesis infers between the operatio
 
 No answer may be a 5xx, contradict the document (status, Content-Type, headers, the body's
 schema, the error body of every refusal) or let a request through without credentials, and
-each must come within :data:`BOUND` seconds; afterwards the same process must still be alive
+each must come within :data:`BOUND` seconds (a request whose generated headers are not valid
+HTTP is refused with a plain 400 before the API, as the original's Tomcat refuses it: see
+:meth:`Run.judge`); afterwards the same process must still be alive
 and report itself healthy. Its channel sends every message back in as an incoming one, so the
 listings, peek, pop and delete have rows to work on.
 """
@@ -12,6 +14,7 @@ listings, peek, pop and delete have rows to work on.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -185,6 +188,22 @@ def schema(server: ServerProcess) -> Any:
                                          auth=(USER, PASSWORD), timeout=BOUND)
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An HTTP field name (RFC 9110, 5.1)."""
+
+
+def not_http(headers: dict[str, Any]) -> bool:
+    """Whether generated headers make the request malformed HTTP: a field name that is not a
+    token, a Content-Length that is not digits, or a Transfer-Encoding (no request here has
+    one)."""
+    for name, value in headers.items():
+        if not _TOKEN.match(name) or name.lower() == "transfer-encoding":
+            return True
+        if name.lower() == "content-length" and not str(value).strip().isdigit():
+            return True
+    return False
+
+
 class Run:
     """The requests of one run: how many, and every answer that broke a rule."""
 
@@ -217,10 +236,22 @@ class Run:
         except FailureGroup as failures:
             self.problems.append(str(failures))
 
+    def judge(self, case: Case, response: requests.Response,
+              check: Callable[[], None]) -> None:
+        """Hold the answer to the document, unless the request was not valid HTTP: then the
+        HTTP layer refuses it before the API (aiohttp's parser here, Tomcat's connector for the
+        original) with a plain 400 that no handler saw."""
+        if not not_http(case.headers or {}):
+            self.validate(check)
+        elif response.status_code != 400 or "X-Request-Id" in response.headers:
+            self.problems.append(
+                f"{case.operation.label}: a malformed request was answered "
+                f"{response.status_code}:\n{case.as_curl_command(base_url=self.url)}")
+
     def exchange(self, case: Case) -> None:
         response = self.call(case)
         if response is not None:
-            self.validate(lambda: case.validate_response(
+            self.judge(case, response, lambda: case.validate_response(
                 response, transport_kwargs={"base_url": self.url}))
 
     def fuzz(self, schema: Any, examples: int) -> None:
@@ -292,7 +323,7 @@ def test_stateful_runs_along_the_inferred_links(
 
         def validate_response(self, response: Any, case: Case,
                               additional_checks: Any = None, **kwargs: Any) -> None:
-            run.validate(lambda: super(Workflow, self).validate_response(
+            run.judge(case, response, lambda: super(Workflow, self).validate_response(
                 response, case, additional_checks, base_url=run.url))
 
     fresh_sessions = 0
