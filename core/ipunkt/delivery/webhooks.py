@@ -170,20 +170,24 @@ class _Proxies:
 
     by_scheme: dict[str, str]
 
-    def for_url(self, url: str) -> tuple[str | None, dict[str, str] | None]:
-        """The proxy to push ``url`` through, and its ``Proxy-Authorization`` when the proxy's
-        URL carries credentials."""
+    def for_url(self, url: str) -> tuple[str | None, dict[str, str], dict[str, str] | None]:
+        """The proxy to push ``url`` through, and where its ``Proxy-Authorization`` goes when
+        the proxy's URL carries credentials: (proxy, headers for the request, headers for the
+        tunnel). A proxy reads a plain-HTTP request itself; for HTTPS only the tunnel's CONNECT
+        may carry them, never the request the endpoint sees."""
         parts = urlsplit(url)
         proxy = self.by_scheme.get(parts.scheme)
         if proxy is None or urllib.request.proxy_bypass_environment(parts.hostname or "",
                                                                     self.by_scheme):
-            return None, None
+            return None, {}, None
         location = URL(proxy)
         if location.user is None:
-            return proxy, None
+            return proxy, {}, None
         credentials = f"{location.user}:{location.password or ''}".encode()
-        return (str(location.with_user(None)),
-                {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()})
+        authorization = {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()}
+        if parts.scheme == "http":
+            return str(location.with_user(None)), authorization, None
+        return str(location.with_user(None)), {}, authorization
 
 
 class WebhookDispatcher:
@@ -388,10 +392,8 @@ class WebhookDispatcher:
         if delivery_id is not None:
             headers[DELIVERY_HEADER] = str(delivery_id)
         client = self._client()
-        proxy, proxy_headers = self._proxies.for_url(url)
-        if proxy_headers and urlsplit(url).scheme == "http":  # the proxy reads the request
-            headers.update(proxy_headers)
-            proxy_headers = None  # else only the tunnel's CONNECT carries them
+        proxy, for_proxy, proxy_headers = self._proxies.for_url(url)
+        headers.update(for_proxy)
         try:
             async with client.post(url, data=body, headers=headers, allow_redirects=False,
                                    proxy=proxy, proxy_headers=proxy_headers) as response:

@@ -308,11 +308,7 @@ class _Database:
         conn = self._loop_conn
         if conn is None:
             conn = self._loop_conn = _connect(self.path, readonly=True)
-        conn.execute("BEGIN")
-        try:
-            return op(conn)
-        finally:
-            conn.execute("COMMIT")
+        return _read_in_transaction(conn, op)
 
     def _run_read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         conn = getattr(self._local, "conn", None)
@@ -321,11 +317,7 @@ class _Database:
             self._local.conn = conn
             with self._lock:
                 self._reader_conns.append(conn)
-        conn.execute("BEGIN")
-        try:
-            return op(conn)
-        finally:
-            conn.execute("COMMIT")
+        return _read_in_transaction(conn, op)
 
     async def close(self) -> None:
         """Commit what was submitted, then close every connection."""
@@ -342,6 +334,15 @@ class _Database:
     @property
     def commit_groups(self) -> tuple[int, int]:
         return self._writer.groups, self._writer.changes
+
+
+def _read_in_transaction(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``op`` on one snapshot: a read of several statements sees one state of the data."""
+    conn.execute("BEGIN")
+    try:
+        return op(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 def _statements(script: str) -> list[str]:
