@@ -2,10 +2,12 @@
 
 Each server runs alone in its own process on this machine; the load (32 concurrent
 connections, small arkivmelding SBDs with fresh message ids) comes from another process. The
-pair is measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each) and the median
-ratio printed. Every create the server answers is committed and fsync'd (group commit). Then a
-2 GiB attachment is streamed to the Next Move server while its resident memory is sampled from
-/proc.
+servers are measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each) and the
+median ratio printed. Every create the server answers is committed and fsync'd (group commit).
+Each round also measures the durable floor (``_nextmove_server.floor_app``: the same group
+commit of one row, and nothing else a create does), so that the figures say how much of the
+gap to the echo is the stack's and how much ipunkt's. Then a 2 GiB attachment is streamed to
+the Next Move server while its resident memory is sampled from /proc.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def measure_rate(target: str) -> dict[str, float]:
-    process, port = start(target)
+def measure_rate(target: str, *extra: str) -> dict[str, float]:
+    process, port = start(target, *extra)
     try:
         loader = subprocess.run(
             [sys.executable, __file__, "--load", str(port), str(SECONDS)],
@@ -191,21 +193,30 @@ def measure_upload_memory() -> dict[str, float]:
 
 def main() -> None:
     echo_rates: list[float] = []
+    floor_rates: list[float] = []
     create_rates: list[float] = []
     ratios: list[float] = []
+    floor_ratios: list[float] = []
     failed = 0
     for round_number in range(1, ROUNDS + 1):
         echo = measure_rate("echo")
         with tempfile.TemporaryDirectory() as folder:
+            floor = measure_rate("floor", folder)
+        with tempfile.TemporaryDirectory() as folder:
             ipunkt = measure_rate(folder)
         echo_rates.append(echo["rate"])
+        floor_rates.append(floor["rate"])
         create_rates.append(ipunkt["rate"])
         ratios.append(ipunkt["rate"] / echo["rate"])
-        failed += int(ipunkt["failed"])
-        print(f"round {round_number}: echo {echo['rate']:6.0f} req/s, create "
+        floor_ratios.append(floor["rate"] / echo["rate"])
+        failed += int(ipunkt["failed"] + floor["failed"])
+        print(f"round {round_number}: echo {echo['rate']:6.0f} req/s, durable floor "
+              f"{floor['rate']:6.0f} req/s (ratio {floor_ratios[-1]:.2f}), create "
               f"{ipunkt['rate']:6.0f} req/s, ratio {ratios[-1]:.2f}", flush=True)
     ratio = statistics.median(ratios)
     print(f"bare aiohttp JSON echo:       {statistics.median(echo_rates):8.0f} req/s (median)")
+    print(f"durable floor (one row):      {statistics.median(floor_rates):8.0f} req/s "
+          f"(median), ratio {statistics.median(floor_ratios):.2f}")
     print(f"ipunkt durable create (SBD):  {statistics.median(create_rates):8.0f} req/s "
           f"(median, {failed:.0f} failed)")
     print(f"ratio:                        {ratio:8.2f}  (median of {ROUNDS} rounds; "
@@ -216,6 +227,8 @@ def main() -> None:
           f"(target < 100), {memory['upload_mib_per_s']:.0f} MiB/s")
     print(json.dumps({
         "echo_rate": round(statistics.median(echo_rates), 1),
+        "floor_rate": round(statistics.median(floor_rates), 1),
+        "floor_ratio": round(statistics.median(floor_ratios), 3),
         "create_rate": round(statistics.median(create_rates), 1),
         "ratio": round(ratio, 3), "ratios": [round(r, 3) for r in ratios],
         "create_failures": failed,
