@@ -21,7 +21,7 @@ import pytest
 from ipunkt.plugin import SandboxChannel, SandboxPart
 from ipunkt.plugins import PluginHost, load_plugins
 from ipunkt.sandbox import ORGANISATIONS, Sandbox
-from ipunkt.testing import Fagsystem, ServerProcess, free_port
+from ipunkt.testing import Fagsystem, ServerProcess, free_port, sbd
 
 HERE = Path(__file__).parent
 A, B = (number for number, _ in ORGANISATIONS)
@@ -34,21 +34,10 @@ def relay_site(install_plugin) -> Path:
 
 
 def avtalt(receiver: str) -> dict:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [{"identifier": {"value": f"0192:{A}", "authority": "iso6523-actorid-upis"}}],
-            "receiver": [{"identifier": {"value": f"0192:{receiver}",
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": "urn:no:difi:avtalt:xsd::avtalt",
-                                       "typeVersion": "1.0",
-                                       "instanceIdentifier": str(uuid.uuid4()), "type": "avtalt"},
-            "businessScope": {"scope": [{
-                "type": "ConversationId", "instanceIdentifier": str(uuid.uuid4()),
-                "identifier": "urn:no:difi:profile:avtalt:avtalt:ver1.0"}]},
-        },
-        "avtalt": {"identifier": "sandbox", "content": {"text": "hei"}},
-    }
+    return sbd(receiver, str(uuid.uuid4()), sender=A, conversation_id=str(uuid.uuid4()),
+               kind="avtalt", standard="urn:no:difi:avtalt:xsd::avtalt",
+               process="urn:no:difi:profile:avtalt:avtalt:ver1.0",
+               body={"identifier": "sandbox", "content": {"text": "hei"}})
 
 
 async def test_hook_register_sandbox(tmp_path: Path, relay_site: Path) -> None:
@@ -64,10 +53,10 @@ async def test_hook_register_sandbox(tmp_path: Path, relay_site: Path) -> None:
         assert (a["organisation"], b["organisation"]) == (A, B)
         auth = {"Authorization": aiohttp.encode_basic_auth(a["username"], a["password"])}
         async with aiohttp.ClientSession(headers=auth) as session:
-            sbd = avtalt(B)
-            message_id = sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+            document = avtalt(B)
+            message_id = document["standardBusinessDocumentHeader"]["documentIdentification"][
                 "instanceIdentifier"]
-            async with session.post(f"{a['url']}/api/messages/out", json=sbd) as response:
+            async with session.post(f"{a['url']}/api/messages/out", json=document) as response:
                 assert response.status == 200, await response.text()
             async with session.post(f"{a['url']}/api/messages/out/{message_id}") as response:
                 assert response.status == 200
@@ -245,10 +234,10 @@ async def test_fakes_killed_and_started_again_deliver_the_message_in_flight(
         await asyncio.to_thread(a.start)
         async with aiohttp.ClientSession() as session:
             sender, receiver = Fagsystem(session, a_state), Fagsystem(session, b_state)
-            sbd = arkivmelding(A, B)
-            message_id = sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+            document = arkivmelding(A, B)
+            message_id = document["standardBusinessDocumentHeader"]["documentIdentification"][
                 "instanceIdentifier"]
-            assert (await sender.call("POST", "/api/messages/out", json=sbd)).status == 200
+            assert (await sender.call("POST", "/api/messages/out", json=document)).status == 200
             for name, data in (("arkivmelding.xml", ARKIVMELDING), ("brev.txt", b"Hei B\n")):
                 response = await sender.call(
                     "PUT", f"/api/messages/out/{message_id}", data=data,
@@ -293,23 +282,7 @@ ARKIVMELDING = b"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def arkivmelding(sender: str, receiver: str) -> dict:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [{"identifier": {"value": f"0192:{sender}",
-                                       "authority": "iso6523-actorid-upis"}}],
-            "receiver": [{"identifier": {"value": f"0192:{receiver}",
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": "urn:no:difi:arkivmelding:xsd::arkivmelding",
-                                       "typeVersion": "2.0",
-                                       "instanceIdentifier": str(uuid.uuid4()),
-                                       "type": "arkivmelding"},
-            "businessScope": {"scope": [{
-                "type": "ConversationId", "instanceIdentifier": str(uuid.uuid4()),
-                "identifier": "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"}]},
-        },
-        "arkivmelding": {"hoveddokument": "brev.txt"},
-    }
+    return sbd(receiver, str(uuid.uuid4()), sender=sender, conversation_id=str(uuid.uuid4()))
 
 
 async def _wait_for(party: Fagsystem, message_id: str, wanted: str) -> list[str]:

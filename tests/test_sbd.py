@@ -253,3 +253,28 @@ def test_a_mistyped_field_is_named_with_its_value() -> None:
 def test_what_is_not_a_json_object_is_a_format_error(text: str) -> None:
     with pytest.raises(SbdFormatError):
         parse_sbd_text(text.encode("latin-1"))
+
+
+def test_the_test_kit_builds_an_sbd_the_api_takes_as_a_fagsystem_sends_it() -> None:
+    """``ipunkt.testing.sbd``, which the suite and plugin authors build requests with."""
+    from ipunkt.sbd.validation import header_violations
+    from ipunkt.testing import sbd
+
+    built = sbd("910075918", "3f1e6a52-7c0e-4b7e-9a43-0d6b1f1e2a10",
+                sender="0192:910077473:991825827",
+                conversation_id="5d2f4d1e-1111-4a4a-8b8b-2c2c2c2c2c2c")
+    document = parse_sbd(built)
+    assert header_violations(document, datetime.now(UTC)) == []
+    assert document.receiver == "0192:910075918"
+    assert document.sender == "0192:910077473:991825827"
+    assert str(document.message_id) == "3f1e6a52-7c0e-4b7e-9a43-0d6b1f1e2a10"
+    assert str(document.conversation_id) == "5d2f4d1e-1111-4a4a-8b8b-2c2c2c2c2c2c"
+    assert built["arkivmelding"] == {"hoveddokument": "brev.txt"}
+
+    left_out = sbd("01017012345", kind="digital", body={"tittel": "Vedtak"})
+    header = left_out["standardBusinessDocumentHeader"]
+    assert "sender" not in header
+    assert header["receiver"][0]["identifier"]["value"] == "01017012345"
+    assert "instanceIdentifier" not in header["documentIdentification"]
+    assert "instanceIdentifier" not in header["businessScope"]["scope"][0]
+    assert left_out["digital"] == {"tittel": "Vedtak"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ipunkt.messages.parties import NORWEGIAN_ORG_ICD, ORG_AUTHORITY
 from ipunkt.specs import SPECS_ENV, specs_folder
+
+ARKIVMELDING_STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
+ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
+_ORGANISATION_NUMBER = re.compile(r"\d{9}")
 
 
 def specs_dir() -> Path:
@@ -36,6 +42,46 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def sbd(
+    receiver: str,
+    message_id: str | None = None,
+    *,
+    sender: str | None = None,
+    conversation_id: str | None = None,
+    kind: str = "arkivmelding",
+    standard: str = ARKIVMELDING_STANDARD,
+    process: str = ADMINISTRASJON,
+    body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new message's SBD as a fagsystem posts it to ``POST /api/messages/out``.
+
+    An organisation number becomes its ``0192:`` identifier; any other value (a person's
+    number, ``0192:org:part``) is sent as it is. What is not given (sender, message id,
+    conversation id) is left out for the integration point to fill, as a fagsystem may leave
+    it. The business message is ``body``, else ``{"hoveddokument": "brev.txt"}``.
+    """
+    header: dict[str, Any] = {"headerVersion": "1.0"}
+    if sender is not None:
+        header["sender"] = [_partner(sender)]
+    header["receiver"] = [_partner(receiver)]
+    identification = {"standard": standard, "typeVersion": "2.0", "type": kind}
+    if message_id is not None:
+        identification["instanceIdentifier"] = message_id
+    header["documentIdentification"] = identification
+    scope = {"type": "ConversationId", "identifier": process}
+    if conversation_id is not None:
+        scope["instanceIdentifier"] = conversation_id
+    header["businessScope"] = {"scope": [scope]}
+    return {"standardBusinessDocumentHeader": header,
+            kind: dict(body) if body is not None else {"hoveddokument": "brev.txt"}}
+
+
+def _partner(value: str) -> dict[str, Any]:
+    if _ORGANISATION_NUMBER.fullmatch(value):
+        value = f"{NORWEGIAN_ORG_ICD}:{value}"
+    return {"identifier": {"value": value, "authority": ORG_AUTHORITY}}
 
 
 class ServerProcess:

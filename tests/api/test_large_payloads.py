@@ -23,7 +23,7 @@ from ipunkt.messages.settings import MessagesSettings
 from ipunkt.sbd import parse_sbd
 from ipunkt.store.base import Direction
 from ipunkt.store.settings import create_store
-from ipunkt.testing import ServerProcess, free_port
+from ipunkt.testing import ADMINISTRASJON, ARKIVMELDING_STANDARD, ServerProcess, free_port, sbd
 
 GIB = 1024**3
 SIZE = 2 * GIB
@@ -31,8 +31,6 @@ MIB = 1024 * 1024
 ORG, RECEIVER = "910077473", "910075918"
 INCOMING_ID = "aaaaaaaa-0000-4000-8000-000000000001"
 OUTGOING_ID = "bbbbbbbb-0000-4000-8000-000000000002"
-PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
-STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 
 PLUGIN = '''
 from datetime import timedelta
@@ -53,21 +51,10 @@ def register_channels(register):
 '''
 
 
-def sbd(message_id: str, sender: str, receiver: str) -> dict[str, Any]:
-    def party(org: str) -> list[dict[str, Any]]:
-        return [{"identifier": {"value": f"0192:{org}", "authority": "iso6523-actorid-upis"}}]
-
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0", "sender": party(sender), "receiver": party(receiver),
-            "documentIdentification": {"standard": STANDARD, "typeVersion": "1.0",
-                                       "instanceIdentifier": message_id, "type": "arkivmelding"},
-            "businessScope": {"scope": [{"type": "ConversationId",
-                                         "instanceIdentifier": message_id,
-                                         "identifier": PROCESS}]},
-        },
-        "arkivmelding": {"hoveddokument": "big.bin"},
-    }
+def big(message_id: str, sender: str, receiver: str) -> dict[str, Any]:
+    """The SBD of a message whose one file is big.bin (its own conversation)."""
+    return sbd(receiver, message_id, sender=sender, conversation_id=message_id,
+               body={"hoveddokument": "big.bin"})
 
 
 async def generated(size: int, digest: Any) -> AsyncIterator[bytes]:
@@ -128,7 +115,7 @@ async def seed_incoming(config: Path, digest: Any) -> None:
                      settings=MessagesSettings())
     await store.open()
     try:
-        assert await services.incoming.receive(parse_sbd(sbd(INCOMING_ID, RECEIVER, ORG)),
+        assert await services.incoming.receive(parse_sbd(big(INCOMING_ID, RECEIVER, ORG)),
                                                "DPT", generated(SIZE, digest))
     finally:
         await store.close()
@@ -143,7 +130,7 @@ def test_a_2_gib_upload_and_pop_keep_the_servers_memory_flat(
     registry = tmp_path / "registry.toml"
     registry.write_text(
         f'[[receiver]]\nidentifier = "{RECEIVER}"\n[[receiver.record]]\nservice = "DPT"\n'
-        f'processes = ["{PROCESS}"]\ndocument_types = ["{STANDARD}"]\n')
+        f'processes = ["{ADMINISTRASJON}"]\ndocument_types = ["{ARKIVMELDING_STANDARD}"]\n')
     config = tmp_path / "ipunkt.toml"
     config.write_text(
         f'[organisation]\nnumber = "{ORG}"\n'
@@ -181,7 +168,7 @@ async def upload_and_pop(url: str, uploaded: Any) -> str:
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         created = await session.post(f"{url}/api/messages/out",
-                                     json=sbd(OUTGOING_ID, ORG, RECEIVER))
+                                     json=big(OUTGOING_ID, ORG, RECEIVER))
         assert created.status == 200, await created.text()
         response = await session.put(
             f"{url}/api/messages/out/{OUTGOING_ID}", data=generated(SIZE, uploaded),

@@ -24,12 +24,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from ipunkt.testing import ServerProcess, free_port
+from ipunkt import testing
+from ipunkt.testing import ADMINISTRASJON, ARKIVMELDING_STANDARD, ServerProcess, free_port
 
 USER, PASSWORD = "bad-inputs", "bad-inputs-secret"
 ORG, RECEIVER = "910077473", "910075918"
-PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
-STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 AVTALT = "urn:no:difi:avtalt:xsd::avtalt"
 MIB = 1024 * 1024
 CHANNEL_LIMIT = MIB
@@ -98,7 +97,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     registry = folder / "registry.toml"
     registry.write_text(
         f'[[receiver]]\nidentifier = "{RECEIVER}"\n[[receiver.record]]\nservice = "DPB"\n'
-        f'processes = ["{PROCESS}"]\ndocument_types = ["{STANDARD}", "{AVTALT}"]\n')
+        f'processes = ["{ADMINISTRASJON}"]\n'
+        f'document_types = ["{ARKIVMELDING_STANDARD}", "{AVTALT}"]\n')
     outbox = folder / "outbox"
     config = folder / "ipunkt.toml"
     config.write_text(
@@ -198,21 +198,9 @@ class Api:
         return wrong
 
 
-def sbd(message_id: str | None = None, *, receiver: str = f"0192:{RECEIVER}",
-        kind: str = "arkivmelding", standard: str = STANDARD,
-        process: str = PROCESS) -> dict[str, Any]:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "receiver": [{"identifier": {"value": receiver,
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": standard, "typeVersion": "2.0",
-                                       "instanceIdentifier": message_id or str(uuid.uuid4()),
-                                       "type": kind},
-            "businessScope": {"scope": [{"type": "ConversationId", "identifier": process}]},
-        },
-        kind: {"hoveddokument": "brev.txt"},
-    }
+def sbd(message_id: str | None = None, **options: Any) -> dict[str, Any]:
+    """An arkivmelding to RECEIVER, under a new message id unless one is given."""
+    return testing.sbd(RECEIVER, message_id or str(uuid.uuid4()), **options)
 
 
 async def repeated(chunk: bytes, times: int) -> AsyncIterator[bytes]:

@@ -26,7 +26,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import FlakyStrategyDefinition
-from ipunkt.testing import ServerProcess, free_port
+from ipunkt.testing import ADMINISTRASJON, ARKIVMELDING_STANDARD, ServerProcess, free_port, sbd
 from schemathesis import Case, GenerationMode
 from schemathesis.errors import FailureGroup
 
@@ -34,8 +34,6 @@ BOUND = 10.0
 """Seconds within which every answer must come: more is a hang."""
 USER, PASSWORD = "fuzz", "fuzz-secret"
 ORG, RECEIVER = "910077473", "910075918"
-PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
-STANDARD = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 PUSH_SINK = "http://127.0.0.1:9/ipunkt-fuzz"
 """Where generated subscriptions push: the fuzzer picks no host for the server to call."""
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
@@ -117,7 +115,7 @@ def write_config(folder: Path) -> Path:
     registry = folder / "registry.toml"
     registry.write_text(
         f'[[receiver]]\nidentifier = "{RECEIVER}"\n[[receiver.record]]\nservice = "DPL"\n'
-        f'processes = ["{PROCESS}"]\ndocument_types = ["{STANDARD}"]\n')
+        f'processes = ["{ADMINISTRASJON}"]\ndocument_types = ["{ARKIVMELDING_STANDARD}"]\n')
     config = folder / "ipunkt.toml"
     config.write_text(
         f'[organisation]\nnumber = "{ORG}"\n[plugins]\nallow = ["loopback-channel"]\n'
@@ -125,21 +123,6 @@ def write_config(folder: Path) -> Path:
         f'[api]\nusername = "{USER}"\npassword = "{PASSWORD}"\n'
         '[delivery]\noutbox_poll_seconds = 0.1\n[channels.dpl]\nenabled = true\n')
     return config
-
-
-def sbd(message_id: str) -> dict[str, Any]:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "receiver": [{"identifier": {"value": f"0192:{RECEIVER}",
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": STANDARD, "typeVersion": "2.0",
-                                       "instanceIdentifier": message_id,
-                                       "type": "arkivmelding"},
-            "businessScope": {"scope": [{"type": "ConversationId", "identifier": PROCESS}]},
-        },
-        "arkivmelding": {"hoveddokument": "brev.txt"},
-    }
 
 
 def seed(url: str) -> None:
@@ -150,7 +133,7 @@ def seed(url: str) -> None:
     for step in ("create", "upload", "send", "send", "send"):
         message_id = str(uuid.uuid4())
         out = f"{url}/api/messages/out"
-        session.post(out, json=sbd(message_id), timeout=BOUND).raise_for_status()
+        session.post(out, json=sbd(RECEIVER, message_id), timeout=BOUND).raise_for_status()
         if step == "create":
             continue
         session.put(f"{out}/{message_id}", data=b"Hei", timeout=BOUND, headers={

@@ -38,13 +38,11 @@ from ipunkt.plugin import SandboxPart
 from ipunkt.plugins import load_plugins
 from ipunkt.sandbox import Sandbox
 from ipunkt.specs import specs_folder
-from ipunkt.testing import free_port
+from ipunkt.testing import free_port, sbd
 from noark import arkivmelding_xml
 
 pytestmark = pytest.mark.slow
 
-ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
-ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 SETTINGS: dict[str, dict[str, Any]] = {
     "delivery": {"lease_seconds": 10},
     "messages": {"lock_timeout_minutes": 0.5},
@@ -67,27 +65,6 @@ PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\
 
 Message = tuple[dict[str, Any], list[tuple[str, str, bytes]]]
 """A message as the fagsystem makes it: the SBD, and its files (name, media type, bytes)."""
-
-
-def sbd(sender: str, receiver: str, message_id: str, *, kind: str = "arkivmelding",
-        standard: str = ARKIVMELDING, process: str = ADMINISTRASJON,
-        body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [{"identifier": {"value": f"0192:{sender}",
-                                       "authority": "iso6523-actorid-upis"}}],
-            "receiver": [{"identifier": {"value": f"0192:{receiver}" if len(receiver) == 9
-                                         else receiver,
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": standard, "typeVersion": "2.0",
-                                       "instanceIdentifier": message_id, "type": kind},
-            "businessScope": {"scope": [{"type": "ConversationId",
-                                         "instanceIdentifier": str(uuid.uuid4()),
-                                         "identifier": process}]},
-        },
-        kind: dict(body) if body is not None else {"hoveddokument": "vedtak.pdf"},
-    }
 
 
 @dataclass
@@ -169,7 +146,7 @@ async def test_dpo_with_a_b_and_the_broker_killed_at_random(
 
         def message(message_id: str) -> Callable[[], Message]:
             return lambda: (
-                sbd(a.number, b.number, message_id, body={"hoveddokument": "brev.txt"}),
+                sbd(b.number, message_id, sender=a.number, conversation_id=str(uuid.uuid4())),
                 [("arkivmelding.xml", "application/xml", DPO_ARKIVMELDING),
                  ("brev.txt", "text/plain", letters[message_id])])
 
@@ -255,13 +232,15 @@ class Channel:
 
 
 def _arkivmelding(sender: str, receiver: str, message_id: str) -> Message:
-    return (sbd(sender, receiver, message_id, body={"hoveddokument": "vedtak.pdf"}),
+    return (sbd(receiver, message_id, sender=sender, conversation_id=str(uuid.uuid4()),
+                body={"hoveddokument": "vedtak.pdf"}),
             _noark_files(message_id))
 
 
 def _svarut(sender: str, municipality: str, message_id: str) -> Message:
     body = {"hoveddokument": "vedtak.pdf", "sikkerhetsnivaa": 3}
-    return sbd(sender, municipality, message_id, body=body), _noark_files(message_id)
+    return (sbd(municipality, message_id, sender=sender, conversation_id=str(uuid.uuid4()),
+                body=body), _noark_files(message_id))
 
 
 def _noark_files(message_id: str) -> list[tuple[str, str, bytes]]:
@@ -274,7 +253,8 @@ def _digital(sender: str, citizen: str, message_id: str) -> Message:
     body = {"sikkerhetsnivaa": 4, "hoveddokument": "vedtak.pdf", "tittel": "Vedtak",
             "spraak": "NO",
             "digitalPostInfo": {"virkningsdato": "2026-12-01", "aapningskvittering": False}}
-    return (sbd(sender, citizen, message_id, kind="digital",
+    return (sbd(citizen, message_id, sender=sender, conversation_id=str(uuid.uuid4()),
+                kind="digital",
                 standard="urn:no:difi:digitalpost:xsd:digital::digital",
                 process="urn:no:difi:profile:digitalpost:vedtak:ver1.0", body=body),
             [("vedtak.pdf", "application/pdf", PDF + message_id.encode())])

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from ipunkt.testing import free_port
+from ipunkt.testing import free_port, sbd
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,6 @@ RATE_ENV = "IPUNKT_FAULTS_SOAK_RATE"
 MAX_GROWTH = 0.10
 LATENCY_FACTOR = 2.0
 SETTINGS: dict[str, dict[str, Any]] = {"logging": {"level": "warning"}}
-PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 ARKIVMELDING = b"""<?xml version="1.0" encoding="utf-8"?>
 <arkivmelding xmlns="http://www.arkivverket.no/standarder/noark5/arkivmelding">
   <mappe><systemID>sak</systemID><registrering><systemID>jp</systemID>
@@ -62,25 +61,6 @@ def proc_status(pid: int) -> tuple[float, int]:
     if rss is None or threads is None:
         raise ValueError(f"no VmRSS or Threads for process {pid}")
     return rss, threads
-
-
-def sbd(sender: str, receiver: str, message_id: str) -> dict[str, Any]:
-    return {
-        "standardBusinessDocumentHeader": {
-            "headerVersion": "1.0",
-            "sender": [{"identifier": {"value": f"0192:{sender}",
-                                       "authority": "iso6523-actorid-upis"}}],
-            "receiver": [{"identifier": {"value": f"0192:{receiver}",
-                                         "authority": "iso6523-actorid-upis"}}],
-            "documentIdentification": {"standard": "urn:no:difi:arkivmelding:xsd::arkivmelding",
-                                       "typeVersion": "2.0", "instanceIdentifier": message_id,
-                                       "type": "arkivmelding"},
-            "businessScope": {"scope": [{"type": "ConversationId",
-                                         "instanceIdentifier": str(uuid.uuid4()),
-                                         "identifier": PROCESS}]},
-        },
-        "arkivmelding": {"hoveddokument": "brev.txt"},
-    }
 
 
 class LevertHook:
@@ -160,7 +140,8 @@ async def test_soak_keeps_memory_flat_and_latency_steady(
 
             async def one(message_id: str) -> None:
                 async with gate:
-                    await sender.send(message_id, sbd(a.number, b.number, message_id), [
+                    await sender.send(message_id, sbd(b.number, message_id, sender=a.number,
+                                                      conversation_id=str(uuid.uuid4())), [
                         ("arkivmelding.xml", "application/xml", ARKIVMELDING),
                         ("brev.txt", "text/plain", LETTER)])
 
