@@ -1,8 +1,9 @@
-"""Helpers the benchmarks share: free ports, waiting for a server, peak memory of a process."""
+"""What the benchmarks share: free ports, waiting for a server, a process's peak memory and CPU."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import aiohttp
@@ -37,3 +38,10 @@ def peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
     raise ValueError(f"no VmHWM for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used so far, user and system, all its threads."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
