@@ -8,8 +8,8 @@ small document, and send at A; B's client peeks, pops and deletes it; LEVERT com
 which pushes it to this script through a webhook. The figures: round trips per second, p50
 and p99 from send to LEVERT, each process's peak RSS, and the CPU time each process (this
 script's clients too) spends per round trip: what the two cores pay for one. The baseline is
-a bare aiohttp server answering the same number of requests per round trip (25; 26 were
-counted on 2026-12-06: A 4, B 5.75, the fakes 15.3, the webhook 1) on this machine in the same
+a bare aiohttp server answering the same number of requests per round trip (25; 23.7 were
+counted on 2026-12-06: A 4, B 3.4, the fakes 15.2, the webhook 1) on this machine in the same
 run, so the ratio is comparable across machines.
 """
 
