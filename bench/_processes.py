@@ -31,6 +31,15 @@ async def wait_until_ready(url: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.1)
 
 
+def rss_kib(pid: int) -> int:
+    """The process's resident memory now (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MiB."""
     with open(f"/proc/{pid}/status") as status:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+from _processes import free_port, rss_kib
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "_nextmove_server.py"
@@ -90,12 +90,6 @@ async def load(port: int, seconds: float) -> dict[str, float]:
 # --- servers --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(target: str, *extra: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     process = subprocess.Popen(
@@ -116,13 +110,6 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(30)
     except subprocess.TimeoutExpired:
         process.kill()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def measure_rate(target: str, *extra: str) -> dict[str, float]:
