@@ -49,8 +49,10 @@ def peak_rss_mib(pid: int) -> float:
     raise ValueError(f"no VmHWM for process {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used so far, user and system, all its threads."""
-    with open(f"/proc/{pid}/stat") as stat:
+def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:
+    """CPU time the process has used so far, user and system: all its threads, or only the
+    main one (whose share of the wall time says whether an event loop was the bottleneck)."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
+    with open(path) as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -6,8 +6,12 @@ servers are measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each
 median ratio printed. Every create the server answers is committed and fsync'd (group commit).
 Each round also measures the durable floor (``_nextmove_server.floor_app``: the same group
 commit of one row, and nothing else a create does), so that the figures say how much of the
-gap to the echo is the stack's and how much ipunkt's. Then a 2 GiB attachment is streamed to
-the Next Move server while its resident memory is sampled from /proc.
+gap to the echo is the stack's and how much ipunkt's. The load process also reads, over its
+measured window, the server's CPU time per request (all threads) and how busy the server's
+event-loop thread was: a loop short of 100 % with the cores not full means the rate is bound
+by how long a request waits (for its group's commit, under 32 connections), not by CPU.
+Then a 2 GiB attachment is streamed to the Next Move server while its resident memory is
+sampled from /proc.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-from _processes import free_port, rss_kib
+from _processes import cpu_seconds, free_port, rss_kib
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "_nextmove_server.py"
@@ -63,7 +67,10 @@ def sbd() -> bytes:
 # --- the load, run in its own process ---------------------------------------------------------
 
 
-async def load(port: int, seconds: float) -> dict[str, float]:
+async def load(port: int, seconds: float, server_pid: int) -> dict[str, float]:
+    """The rate over ``seconds`` after a second's warm-up, and what the measured window cost:
+    CPU per request of the server (all threads) and of this process, and how busy the
+    server's event loop thread and this process were (a fraction of one core each)."""
     url = f"http://127.0.0.1:{port}/api/messages/out"
     headers = {"Content-Type": "application/json"}
     done = failed = 0
@@ -82,9 +89,18 @@ async def load(port: int, seconds: float) -> dict[str, float]:
         warm = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(warm, False) for _ in range(CONNECTIONS)))
         started = time.perf_counter()
+        cpu = (cpu_seconds(server_pid), cpu_seconds(server_pid, main_thread=True),
+               time.process_time())
         await asyncio.gather(*(worker(started + seconds, True) for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - started
-    return {"rate": done / elapsed, "failed": failed}
+        server, server_loop, own = (
+            end - begin for end, begin in zip(
+                (cpu_seconds(server_pid), cpu_seconds(server_pid, main_thread=True),
+                 time.process_time()), cpu, strict=True))
+    answered = max(done + failed, 1)
+    return {"rate": done / elapsed, "failed": failed,
+            "server_cpu_us": server / answered * 1e6, "server_loop_busy": server_loop / elapsed,
+            "load_cpu_us": own / answered * 1e6, "load_busy": own / elapsed}
 
 
 # --- servers --------------------------------------------------------------------------------------
@@ -116,7 +132,7 @@ def measure_rate(target: str, *extra: str) -> dict[str, float]:
     process, port = start(target, *extra)
     try:
         loader = subprocess.run(
-            [sys.executable, __file__, "--load", str(port), str(SECONDS)],
+            [sys.executable, __file__, "--load", str(port), str(SECONDS), str(process.pid)],
             capture_output=True, text=True, check=True,
         )
         return json.loads(loader.stdout.strip().splitlines()[-1])
@@ -178,47 +194,59 @@ def measure_upload_memory() -> dict[str, float]:
             "growth_mib": (peak - idle) / 1024, "upload_mib_per_s": UPLOAD_BYTES / 2**20 / elapsed}
 
 
+def _median(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def _costs(result: dict[str, float]) -> str:
+    return (f"{result['server_cpu_us']:.0f} us CPU each, loop busy "
+            f"{result['server_loop_busy']:.0%}, load busy {result['load_busy']:.0%}")
+
+
 def main() -> None:
-    echo_rates: list[float] = []
-    floor_rates: list[float] = []
-    create_rates: list[float] = []
-    ratios: list[float] = []
-    floor_ratios: list[float] = []
-    failed = 0
+    echo: list[dict[str, float]] = []
+    floor: list[dict[str, float]] = []
+    create: list[dict[str, float]] = []
     for round_number in range(1, ROUNDS + 1):
-        echo = measure_rate("echo")
+        echo.append(measure_rate("echo"))
         with tempfile.TemporaryDirectory() as folder:
-            floor = measure_rate("floor", folder)
+            floor.append(measure_rate("floor", folder))
         with tempfile.TemporaryDirectory() as folder:
-            ipunkt = measure_rate(folder)
-        echo_rates.append(echo["rate"])
-        floor_rates.append(floor["rate"])
-        create_rates.append(ipunkt["rate"])
-        ratios.append(ipunkt["rate"] / echo["rate"])
-        floor_ratios.append(floor["rate"] / echo["rate"])
-        failed += int(ipunkt["failed"] + floor["failed"])
-        print(f"round {round_number}: echo {echo['rate']:6.0f} req/s, durable floor "
-              f"{floor['rate']:6.0f} req/s (ratio {floor_ratios[-1]:.2f}), create "
-              f"{ipunkt['rate']:6.0f} req/s, ratio {ratios[-1]:.2f}", flush=True)
-    ratio = statistics.median(ratios)
-    print(f"bare aiohttp JSON echo:       {statistics.median(echo_rates):8.0f} req/s (median)")
-    print(f"durable floor (one row):      {statistics.median(floor_rates):8.0f} req/s "
-          f"(median), ratio {statistics.median(floor_ratios):.2f}")
-    print(f"ipunkt durable create (SBD):  {statistics.median(create_rates):8.0f} req/s "
+            create.append(measure_rate(folder))
+        floor[-1]["ratio"] = floor[-1]["rate"] / echo[-1]["rate"]
+        create[-1]["ratio"] = create[-1]["rate"] / echo[-1]["rate"]
+        print(f"round {round_number}: echo {echo[-1]['rate']:6.0f} req/s; durable floor "
+              f"{floor[-1]['rate']:6.0f} req/s, ratio {floor[-1]['ratio']:.2f} "
+              f"({_costs(floor[-1])}); create {create[-1]['rate']:6.0f} req/s, ratio "
+              f"{create[-1]['ratio']:.2f} ({_costs(create[-1])})", flush=True)
+    failed = sum(r["failed"] for r in floor + create)
+    ratio = _median(create, "ratio")
+    print(f"bare aiohttp JSON echo:       {_median(echo, 'rate'):8.0f} req/s (median)")
+    print(f"durable floor (one row):      {_median(floor, 'rate'):8.0f} req/s "
+          f"(median), ratio {_median(floor, 'ratio'):.2f}")
+    print(f"ipunkt durable create (SBD):  {_median(create, 'rate'):8.0f} req/s "
           f"(median, {failed:.0f} failed)")
     print(f"ratio:                        {ratio:8.2f}  (median of {ROUNDS} rounds; "
           "target >= 0.5)")
+    print(f"server CPU per request:       floor {_median(floor, 'server_cpu_us'):.0f} us, "
+          f"create {_median(create, 'server_cpu_us'):.0f} us (all threads); create's event "
+          f"loop busy {_median(create, 'server_loop_busy'):.0%}, the load process "
+          f"{_median(create, 'load_busy'):.0%} of a core")
     memory = measure_upload_memory()
     print(f"2 GiB upload: idle RSS {memory['idle_rss_mib']:.0f} MiB, peak "
           f"{memory['peak_rss_mib']:.0f} MiB, growth {memory['growth_mib']:.0f} MiB "
           f"(target < 100), {memory['upload_mib_per_s']:.0f} MiB/s")
     print(json.dumps({
-        "echo_rate": round(statistics.median(echo_rates), 1),
-        "floor_rate": round(statistics.median(floor_rates), 1),
-        "floor_ratio": round(statistics.median(floor_ratios), 3),
-        "create_rate": round(statistics.median(create_rates), 1),
-        "ratio": round(ratio, 3), "ratios": [round(r, 3) for r in ratios],
+        "echo_rate": round(_median(echo, "rate"), 1),
+        "floor_rate": round(_median(floor, "rate"), 1),
+        "floor_ratio": round(_median(floor, "ratio"), 3),
+        "create_rate": round(_median(create, "rate"), 1),
+        "ratio": round(ratio, 3), "ratios": [round(r["ratio"], 3) for r in create],
         "create_failures": failed,
+        "floor_server_cpu_us": round(_median(floor, "server_cpu_us")),
+        "create_server_cpu_us": round(_median(create, "server_cpu_us")),
+        "create_loop_busy": round(_median(create, "server_loop_busy"), 2),
+        "create_load_busy": round(_median(create, "load_busy"), 2),
         "upload_rss_growth_mib": round(memory["growth_mib"], 1),
         "upload_peak_rss_mib": round(memory["peak_rss_mib"], 1),
         "upload_mib_per_s": round(memory["upload_mib_per_s"], 1),
@@ -227,6 +255,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        print(json.dumps(asyncio.run(load(int(sys.argv[2]), float(sys.argv[3])))))
+        print(json.dumps(asyncio.run(load(int(sys.argv[2]), float(sys.argv[3]),
+                                          int(sys.argv[4])))))
     else:
         main()
