@@ -67,6 +67,12 @@ def sbd() -> bytes:
 # --- the load, run in its own process ---------------------------------------------------------
 
 
+def _cpu_now(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far of the server, of its event-loop thread, and of this process."""
+    return (cpu_seconds(server_pid), cpu_seconds(server_pid, main_thread=True),
+            time.process_time())
+
+
 async def load(port: int, seconds: float, server_pid: int) -> dict[str, float]:
     """The rate over ``seconds`` after a second's warm-up, and what the measured window cost:
     CPU per request of the server (all threads) and of this process, and how busy the
@@ -89,14 +95,11 @@ async def load(port: int, seconds: float, server_pid: int) -> dict[str, float]:
         warm = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(warm, False) for _ in range(CONNECTIONS)))
         started = time.perf_counter()
-        cpu = (cpu_seconds(server_pid), cpu_seconds(server_pid, main_thread=True),
-               time.process_time())
+        before = _cpu_now(server_pid)
         await asyncio.gather(*(worker(started + seconds, True) for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - started
         server, server_loop, own = (
-            end - begin for end, begin in zip(
-                (cpu_seconds(server_pid), cpu_seconds(server_pid, main_thread=True),
-                 time.process_time()), cpu, strict=True))
+            end - begin for end, begin in zip(_cpu_now(server_pid), before, strict=True))
     answered = max(done + failed, 1)
     return {"rate": done / elapsed, "failed": failed,
             "server_cpu_us": server / answered * 1e6, "server_loop_busy": server_loop / elapsed,
