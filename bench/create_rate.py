@@ -6,7 +6,9 @@ servers are measured in several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` each
 median ratio printed. Every create the server answers is committed and fsync'd (group commit).
 Each round also measures the durable floor (``_nextmove_server.floor_app``: the same group
 commit of one row, and nothing else a create does), so that the figures say how much of the
-gap to the echo is the stack's and how much ipunkt's. The load process also reads, over its
+gap to the echo is the stack's and how much ipunkt's, and ipunkt's API with creates that are
+not stored at all (``_nextmove_server.CreatesUnstored``), so that they say how much of ipunkt's
+share is the store's write and how much the API's own work. The load process also reads, over its
 measured window, the server's CPU time per request (all threads) and how busy the server's
 event-loop thread was: a loop short of 100 % with the cores not full means the rate is bound
 by how long a request waits (for its group's commit, under 32 connections), not by CPU.
@@ -209,29 +211,37 @@ def _costs(result: dict[str, float]) -> str:
 def main() -> None:
     echo: list[dict[str, float]] = []
     floor: list[dict[str, float]] = []
+    unstored: list[dict[str, float]] = []
     create: list[dict[str, float]] = []
     for round_number in range(1, ROUNDS + 1):
         echo.append(measure_rate("echo"))
         with tempfile.TemporaryDirectory() as folder:
             floor.append(measure_rate("floor", folder))
         with tempfile.TemporaryDirectory() as folder:
+            unstored.append(measure_rate("unstored", folder))
+        with tempfile.TemporaryDirectory() as folder:
             create.append(measure_rate(folder))
-        floor[-1]["ratio"] = floor[-1]["rate"] / echo[-1]["rate"]
-        create[-1]["ratio"] = create[-1]["rate"] / echo[-1]["rate"]
+        for result in (floor[-1], unstored[-1], create[-1]):
+            result["ratio"] = result["rate"] / echo[-1]["rate"]
         print(f"round {round_number}: echo {echo[-1]['rate']:6.0f} req/s; durable floor "
               f"{floor[-1]['rate']:6.0f} req/s, ratio {floor[-1]['ratio']:.2f} "
-              f"({_costs(floor[-1])}); create {create[-1]['rate']:6.0f} req/s, ratio "
-              f"{create[-1]['ratio']:.2f} ({_costs(create[-1])})", flush=True)
-    failed = sum(r["failed"] for r in floor + create)
+              f"({_costs(floor[-1])}); unstored {unstored[-1]['rate']:6.0f} req/s, ratio "
+              f"{unstored[-1]['ratio']:.2f} ({_costs(unstored[-1])}); create "
+              f"{create[-1]['rate']:6.0f} req/s, ratio {create[-1]['ratio']:.2f} "
+              f"({_costs(create[-1])})", flush=True)
+    failed = sum(r["failed"] for r in floor + unstored + create)
     ratio = _median(create, "ratio")
     print(f"bare aiohttp JSON echo:       {_median(echo, 'rate'):8.0f} req/s (median)")
     print(f"durable floor (one row):      {_median(floor, 'rate'):8.0f} req/s "
           f"(median), ratio {_median(floor, 'ratio'):.2f}")
+    print(f"ipunkt, creates not stored:   {_median(unstored, 'rate'):8.0f} req/s "
+          f"(median), ratio {_median(unstored, 'ratio'):.2f}")
     print(f"ipunkt durable create (SBD):  {_median(create, 'rate'):8.0f} req/s "
           f"(median, {failed:.0f} failed)")
     print(f"ratio:                        {ratio:8.2f}  (median of {ROUNDS} rounds; "
           "target >= 0.5)")
     print(f"server CPU per request:       floor {_median(floor, 'server_cpu_us'):.0f} us, "
+          f"unstored {_median(unstored, 'server_cpu_us'):.0f} us, "
           f"create {_median(create, 'server_cpu_us'):.0f} us (all threads); create's event "
           f"loop busy {_median(create, 'server_loop_busy'):.0%}, the load process "
           f"{_median(create, 'load_busy'):.0%} of a core")
@@ -243,10 +253,13 @@ def main() -> None:
         "echo_rate": round(_median(echo, "rate"), 1),
         "floor_rate": round(_median(floor, "rate"), 1),
         "floor_ratio": round(_median(floor, "ratio"), 3),
+        "unstored_rate": round(_median(unstored, "rate"), 1),
+        "unstored_ratio": round(_median(unstored, "ratio"), 3),
         "create_rate": round(_median(create, "rate"), 1),
         "ratio": round(ratio, 3), "ratios": [round(r["ratio"], 3) for r in create],
         "create_failures": failed,
         "floor_server_cpu_us": round(_median(floor, "server_cpu_us")),
+        "unstored_server_cpu_us": round(_median(unstored, "server_cpu_us")),
         "create_server_cpu_us": round(_median(create, "server_cpu_us")),
         "create_loop_busy": round(_median(create, "server_loop_busy"), 2),
         "create_load_busy": round(_median(create, "load_busy"), 2),
