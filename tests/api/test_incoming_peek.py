@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
@@ -84,3 +86,40 @@ async def test_a_lock_runs_out_and_delete_then_needs_a_new_peek(gateway: Gateway
     response = await gateway.client.delete(f"/api/messages/in/{first}")
     assert response.status == 200
     assert await peek_id(gateway) is None
+
+
+async def test_a_receive_cancelled_while_its_change_waits_keeps_the_payload_it_stored(
+    gateway: Gateway,
+) -> None:
+    """A channel's poller is cancelled at shutdown while its change waits for the commit: the
+    change still commits, so the payload it refers to must stay (the channel redelivers the
+    message, which is then a duplicate; a lost payload would lose the message)."""
+    payload = b"PK" + bytes(range(256)) * 64
+
+    async def chunks() -> Any:
+        yield payload
+
+    sbd = copy.deepcopy(SBD)
+    message_id = "00000000-0000-4000-8000-00000000c0de"
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] = message_id
+    other = sqlite3.connect(gateway.path / "ipunkt.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the change has to wait for this lock
+    receiving = asyncio.ensure_future(
+        gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks()))
+    await asyncio.sleep(0.3)
+    receiving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await receiving
+    other.execute("COMMIT")
+    other.close()
+    for _ in range(100):
+        listed = await (await gateway.client.get("/api/messages/in")).json()
+        if listed["totalElements"]:
+            break
+        await asyncio.sleep(0.05)
+    assert listed["totalElements"] == 1
+    assert await peek_id(gateway) == message_id
+    popped = await gateway.client.get(f"/api/messages/in/pop/{message_id}")
+    assert popped.status == 200
+    assert await popped.read() == payload

@@ -230,7 +230,7 @@ async def create_and_send(request: web.Request) -> web.Response:
         if sbd is None:
             raise errors.MissingHttpHeader("sbd", "The multipart request has no part named sbd")
         created = await services.outgoing.create_and_send(sbd, staged)
-    except BaseException:
+    except Exception:  # not on cancellation: the change may still commit
         await services.outgoing.discard(staged)
         raise
     return answer(Raw(created))

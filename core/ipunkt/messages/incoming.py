@@ -98,7 +98,9 @@ class IncomingMessages:
                 asic=(blob.blob_id, blob.size) if blob else None,
                 reply=self._reply(service, new.message_type, ReceiptStatus.MOTTATT),
             )
-        except BaseException:
+        except Exception:
+            # Refused: the payload is nobody's. Not on cancellation, though: the change may
+            # still commit, and the sweep at start removes the payload if it did not.
             if blob:
                 await self.store.blobs.delete([blob.blob_id])
             raise

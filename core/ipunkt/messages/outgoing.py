@@ -313,7 +313,7 @@ class OutgoingMessages:
         try:
             new = self._check_files(sbd, record.service, [staged], existing)[0]
             await self.store.add_file(message_id, new, limit=limit)
-        except BaseException as exc:
+        except Exception as exc:  # not on cancellation: the change may still commit
             await self.store.blobs.delete([staged.blob_id])
             if isinstance(exc, store.StoreError):
                 raise _file_error(exc, record.service, staged.filename) from None
