@@ -12,6 +12,7 @@ from delivery_harness import OWN, RECEIVER, RESPONSE_PROCESS, avtalt
 from ipunkt.delivery.inbound import ChannelSink
 from ipunkt.plugin import IncomingMessage, PermanentError, ReceiptStatus, StatusUpdate
 from ipunkt.sbd.times import now_oslo
+from ipunkt.store.base import StoreError
 
 
 def reply(kind: str, body: dict, *, message_id: str | None = None,
@@ -361,3 +362,26 @@ async def test_a_status_that_brings_a_receipt_counts_only_once_the_receipt_is_st
     page = await (await gateway.client.get("/api/messages/in")).json()
     assert [m["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"]
             for m in page["content"]] == [receipt_id]
+
+
+async def test_status_replies_go_on_after_the_store_fails_to_claim_them(
+    make_gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = await make_gateway()
+    store = gateway.engine.store
+    claim = store.claim_replies
+    failed = asyncio.Event()
+
+    async def fail_once(*args, **kwargs):
+        if not failed.is_set():
+            failed.set()
+            raise StoreError("the database refused the change: disk I/O error")
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_replies", fail_once)
+    await asyncio.wait_for(failed.wait(), 5)
+    message_id = str(uuid.uuid4())
+    sbd = reply("avtalt", {"identifier": "x", "content": {}}, message_id=message_id)
+    gateway.remote.inbox.append(IncomingMessage(sbd, chunks(b"PK asic bytes")))
+    await _replies(gateway, 1)
+    assert gateway.remote.replies == [(message_id, "MOTTATT")]

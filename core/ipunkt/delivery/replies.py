@@ -66,9 +66,16 @@ class ReplySender:
         while not self._stopping:
             self._wake.clear()
             now = self.clock()
-            claims = await self.store.claim_replies(now, now + self.lease, self.batch)
+            try:
+                claims = await self.store.claim_replies(now, now + self.lease, self.batch)
+            except Exception:  # a failed claim must not end the replies: log and try again
+                log.exception("claiming status replies failed")
+                claims = []
             if claims:
-                await asyncio.gather(*(self._send(claim) for claim in claims))
+                for outcome in await asyncio.gather(*(self._send(claim) for claim in claims),
+                                                    return_exceptions=True):
+                    if isinstance(outcome, Exception):  # the store failed: the lease runs out
+                        log.error("recording a status reply failed", error=str(outcome))
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.idle_seconds)
