@@ -3,7 +3,8 @@
 The conversation's title (the journalpost's ``offentligTittel``), its reference
 (``<saksmappe systemID>-<journalpostnummer>``) and the files the journalpost names
 (``referanseDokumentfil``), which must all be uploaded before the message is sent. The XML is
-read as a stream with entities and network access off, so neither size nor XML tricks can hurt.
+read as a stream with entities and network access off, and each element is dropped once it has
+ended, so neither size nor XML tricks can hurt.
 """
 
 from __future__ import annotations
@@ -61,14 +62,23 @@ async def summarise(chunks: AsyncIterable[bytes]) -> ArkivmeldingSummary:
                     continue
                 stack.pop()
                 _take(summary, tag, element.text, stack, registrations)
-                if tag in (f"{NS}registrering", f"{NS}mappe"):
-                    element.clear()
+                _forget(element)
         parser.close()
     except etree.XMLSyntaxError as exc:
         raise ArkivmeldingError(f"not well-formed XML: {exc}") from None
     if not root_seen:
         raise ArkivmeldingError("the file is empty")
     return summary
+
+
+def _forget(element: etree._Element) -> None:
+    """Drop an element that has ended, and the siblings before it: all that is wanted of it
+    was taken at its end, and the tree held whole would grow with the file."""
+    element.clear()
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
 
 
 def _take(summary: ArkivmeldingSummary, tag: str, text: str | None, stack: list[str],
