@@ -225,6 +225,19 @@ def test_zip_bomb_is_refused_by_its_compression_ratio(pki: ThrowawayPki) -> None
         read_asic(_chunks(buffer.getvalue()), DiscardSink(), trust=pki.trust)
 
 
+def test_meta_inf_files_are_held_to_one_limit_together(pki: ThrowawayPki) -> None:
+    """META-INF files are held until the signature is checked: many of them, each under the
+    limit, must not add up to any size (no signature needed to send them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), asic.MIMETYPE, zipfile.ZIP_STORED)
+        for number in range(8):
+            archive.writestr(f"META-INF/extra-{number}.xml", os.urandom(40_000))
+    with pytest.raises(UnsafeArchive, match="META-INF files come to more than 100000 bytes"):
+        read_asic(_chunks(buffer.getvalue()), DiscardSink(), trust=pki.trust,
+                  limits=Limits(max_metadata_bytes=100_000))
+
+
 def test_size_and_entry_limits(pki: ThrowawayPki) -> None:
     data = _container(pki)
     with pytest.raises(UnsafeArchive, match="more than 100000 bytes"):

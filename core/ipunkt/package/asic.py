@@ -264,6 +264,7 @@ class Limits:
     """Unpacked bytes per packed byte, once more than ``ratio_grace`` bytes are unpacked."""
     ratio_grace: int = 16 << 20
     max_metadata_bytes: int = 10 << 20
+    """The ``META-INF`` files together (they are held until the signature is checked)."""
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ def read_asic(
     seen: set[str] = set()
     digests: dict[str, tuple[int, bytes]] = {}
     metadata: dict[str, bytes] = {}
+    held_metadata = 0
     manifest = b""
     budget = _Budget(limits, packed)
     try:
@@ -373,11 +375,13 @@ def read_asic(
                 for chunk in member:
                     budget.spend(len(chunk))
                     buffer += chunk
-                    if len(buffer) > limits.max_metadata_bytes:
+                    if held_metadata + len(buffer) > limits.max_metadata_bytes:
                         raise UnsafeArchive(
-                            f"{name} is larger than {limits.max_metadata_bytes} bytes"
+                            f"the META-INF files come to more than {limits.max_metadata_bytes} "
+                            "bytes"
                         )
                 data = bytes(buffer)
+                held_metadata += len(data)
                 if name == "mimetype":
                     if index != 0:
                         raise UnsafeArchive("the mimetype entry is not the first in the container")
