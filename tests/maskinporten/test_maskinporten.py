@@ -264,6 +264,20 @@ async def test_client_errors_say_whether_to_retry(
         await setup.client(pki[ORG], token_url=str(down.make_url("/token"))).token([SCOPE])
     assert unavailable.value.transient
 
+    async def garbled(request: web.Request) -> web.Response:
+        if request.path == "/timeout":
+            return web.Response(status=408, text="Request Timeout")
+        return web.Response(text="<html>proxy maintenance page</html>")
+
+    app = web.Application()
+    app.router.add_post("/timeout", garbled)
+    app.router.add_post("/token", garbled)
+    proxy = await aiohttp_server(app)
+    for path, message in (("/timeout", "408"), ("/token", "200 without a token")):
+        with pytest.raises(MaskinportenError, match=message) as passing:
+            await setup.client(pki[ORG], token_url=str(proxy.make_url(path))).token([SCOPE])
+        assert passing.value.transient
+
     with pytest.raises(MaskinportenError, match="unreachable") as unreachable:
         await setup.client(pki[ORG], token_url="http://127.0.0.1:9/token").token([SCOPE])
     assert unreachable.value.transient

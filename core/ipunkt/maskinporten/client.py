@@ -37,6 +37,10 @@ SYSTEM_USER_TYPE = "urn:altinn:systemuser"
 AUTHORITY = "iso6523-actorid-upis"
 
 
+TRANSIENT_STATUSES = frozenset({200, 408, 425, 429})
+"""Statuses below 500 worth another try (200 only reaches an error when its body was no token)."""
+
+
 class MaskinportenError(Exception):
     """A token request failed; ``transient`` says whether trying again later may help."""
 
@@ -49,7 +53,9 @@ class MaskinportenError(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.status is None or self.status >= 500 or self.status == 429
+        """No answer, a timeout (408), too early or too many (425, 429), a server error, or a
+        200 that carried no token (a proxy's page, say): all may pass."""
+        return self.status is None or self.status >= 500 or self.status in TRANSIENT_STATUSES
 
 
 @dataclass(frozen=True)
