@@ -40,3 +40,21 @@ def test_settings_without_a_file_keep_relative_paths() -> None:
     assert settings.store.path == Path("data")
     assert not settings.store.path.is_absolute()
     assert Path(os.getcwd()) != Path(__file__).parents[2]  # tests run outside the checkout
+
+
+def test_a_generated_store_key_is_made_once_whole_and_private(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ipunkt.store.settings import KEY_FILE, StoreSettings, keyring
+
+    settings = StoreSettings(path=tmp_path / "store")
+    with ThreadPoolExecutor(8) as pool:  # several processes starting at once agree on one key
+        rings = list(pool.map(lambda _: keyring(settings), range(8)))
+    key_file = tmp_path / "store" / KEY_FILE
+    assert len({ring.current.encoded() for ring in rings}) == 1
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [KEY_FILE]  # nothing left aside
+    assert keyring(settings).current.encoded() == rings[0].current.encoded()
+    key_file.write_text("")  # as a file cut short by a crash would be
+    with pytest.raises(ValueError, match="is empty; delete it to generate a new store key"):
+        keyring(settings)

@@ -29,9 +29,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 import time
 import urllib.request
 from collections import deque
@@ -60,6 +58,7 @@ from ipunkt.messages.subscriptions import (
     ping_body,
 )
 from ipunkt.sbd.times import now_oslo
+from ipunkt.secret_files import create_once, read_secret
 from ipunkt.store.base import (
     MessageStore,
     PageRequest,
@@ -103,32 +102,15 @@ def verify(secret: bytes, timestamp: str, signed: str, body: bytes, *,
 
 
 def load_secret(settings: WebhookSettings, folder: Path) -> bytes:
-    """The configured secret, or the generated one in ``folder`` (created on first use).
-
-    The file appears whole or not at all (written aside, then linked), so a second process
-    starting at the same moment reads the same secret, never a half-written one."""
+    """The configured secret, or the generated one in ``folder`` (created on first use, whole
+    or not at all: :mod:`ipunkt.secret_files`)."""
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode("utf-8")
     path = folder / KEY_FILE
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, aside = tempfile.mkstemp(dir=folder, prefix=".webhook-key-")
-        try:
-            with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600
-                handle.write(secrets.token_hex(32) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(aside, path)
-            log.warning("generated a webhook signing secret; give it to your receivers",
-                        path=str(path))
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        finally:
-            os.unlink(aside)
-    text = path.read_text(encoding="utf-8").strip()
-    if not text:
-        raise ValueError(f"{path} is empty; delete it to generate a new webhook secret")
-    return text.encode("utf-8")
+    if not path.exists() and create_once(path, secrets.token_hex(32) + "\n"):
+        log.warning("generated a webhook signing secret; give it to your receivers",
+                    path=str(path))
+    return read_secret(path, "webhook secret").encode("utf-8")
 
 
 def public_endpoint(url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from ipunkt.config_folder import beside_config
+from ipunkt.secret_files import create_once, read_secret
 from ipunkt.store.base import MessageStore
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import Keyring, MasterKey
@@ -59,18 +59,15 @@ class StoreSettings(BaseModel):
 
 
 def keyring(settings: StoreSettings) -> Keyring:
-    """The configured keys, or the generated key file (created on first use, mode 0600)."""
+    """The configured keys, or the generated key file (created on first use, mode 0600, whole
+    or not at all: :mod:`ipunkt.secret_files`)."""
     previous = [MasterKey.parse(k.get_secret_value()) for k in settings.previous_keys]
     if settings.key is not None:
         return Keyring(MasterKey.parse(settings.key.get_secret_value()), previous)
     path = settings.path / KEY_FILE
-    if not path.exists():
-        settings.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(MasterKey.generate().encoded() + "\n")
+    if not path.exists() and create_once(path, MasterKey.generate().encoded() + "\n"):
         log.warning("generated a store key; set store.key to keep it elsewhere", path=str(path))
-    return Keyring(MasterKey.parse(path.read_text()), previous)
+    return Keyring(MasterKey.parse(read_secret(path, "store key")), previous)
 
 
 def create_store(settings: StoreSettings) -> MessageStore:
