@@ -134,11 +134,12 @@ def make_gateway(tmp_path: Path, aiohttp_client: Any) -> Iterator[MakeGateway]:
     checks: list[OpenApiCheck] = []
 
     async def make(*, resolver: TableResolver | None = None, api: ApiSettings | None = None,
-                   messages: MessagesSettings | None = None, path: Path | None = None) -> Gateway:
+                   messages: MessagesSettings | None = None, path: Path | None = None,
+                   key: bytes = b"k" * 32) -> Gateway:
         resolver = resolver or TableResolver(
             {(r, d): s for r in ("910075918", OWN_ORG) for d, s in DOC_TYPES.items()})
         folder = path or tmp_path / "store"
-        keyring = Keyring(MasterKey(b"k" * 32))
+        keyring = Keyring(MasterKey(key))
         store = SqliteStore(folder / "ipunkt.sqlite3", BlobStore(folder / "payloads", keyring))
         clock = Clock()
         nextmove = build(store, resolver, CHANNELS, organisation=OWN_ORG,

@@ -123,3 +123,38 @@ async def test_a_receive_cancelled_while_its_change_waits_keeps_the_payload_it_s
     popped = await gateway.client.get(f"/api/messages/in/pop/{message_id}")
     assert popped.status == 200
     assert await popped.read() == payload
+
+
+async def test_a_payload_sealed_with_a_key_not_configured_is_kept_not_given_up(
+    make_gateway: Any, tmp_path: Any
+) -> None:
+    """A restored backup without its key, or a key rotated without ``previous_keys``: pop
+    answers 500 and says so, and the message waits for the key (it was deleted as corrupt)."""
+    folder = tmp_path / "shared-store"
+    first = await make_gateway(path=folder, key=b"a" * 32)
+    payload = b"PK" + b"sealed" * 100
+
+    async def chunks() -> Any:
+        yield payload
+
+    sbd = copy.deepcopy(SBD)
+    message_id = "00000000-0000-4000-8000-0000000000ee"
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] = message_id
+    assert await first.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    await first.client.close()
+
+    wrong = await make_gateway(path=folder, key=b"b" * 32)
+    assert await peek_id(wrong) == message_id
+    refused = await wrong.client.get(f"/api/messages/in/pop/{message_id}")
+    assert refused.status == 500
+    assert "not configured" in (await refused.json())["message"]
+    await wrong.client.close()
+
+    right = await make_gateway(path=folder, key=b"a" * 32)
+    right.clock.offset = timedelta(minutes=6)  # the wrong one's peek lock has run out
+    assert await peek_id(right) == message_id
+    popped = await right.client.get(f"/api/messages/in/pop/{message_id}")
+    assert popped.status == 200 and await popped.read() == payload
+    statuses = await (await right.client.get(f"/api/statuses/{message_id}")).json()
+    assert "FEIL" not in [s["status"] for s in statuses["content"]]

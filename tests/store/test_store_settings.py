@@ -58,3 +58,14 @@ def test_a_generated_store_key_is_made_once_whole_and_private(tmp_path: Path) ->
     key_file.write_text("")  # as a file cut short by a crash would be
     with pytest.raises(ValueError, match="is empty; delete it to generate a new store key"):
         keyring(settings)
+
+
+def test_no_new_store_key_is_made_for_payloads_sealed_with_a_lost_one(tmp_path: Path) -> None:
+    from ipunkt.store.settings import StoreSettings, keyring
+
+    settings = StoreSettings(path=tmp_path / "store")
+    (tmp_path / "store" / "payloads" / "ab").mkdir(parents=True)
+    (tmp_path / "store" / "payloads" / "ab" / "ab12").write_bytes(b"sealed")
+    with pytest.raises(ValueError, match="store.key is missing, but .* holds payloads"):
+        keyring(settings)
+    assert not (tmp_path / "store" / "store.key").exists()

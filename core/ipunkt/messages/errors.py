@@ -199,6 +199,15 @@ class MissingHttpHeader(ApiError):
         super().__init__(f"Expected a HTTP header named '{name}'", description=detail)
 
 
+class StoreKeyMissing(ApiError):
+    """The payload is sealed with a store key this integration point does not have."""
+
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"The message's payload cannot be read: it is {detail}")
+
+
 class MessagePersist(ApiError):
     status = 500
 

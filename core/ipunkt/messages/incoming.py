@@ -27,7 +27,7 @@ from ipunkt.sbd import StandardBusinessDocument
 from ipunkt.sbd.times import now_oslo
 from ipunkt.store import base as store
 from ipunkt.store.blobs import BlobMissing
-from ipunkt.store.encryption import DecryptionError
+from ipunkt.store.encryption import DecryptionError, UnknownKey
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +141,10 @@ class IncomingMessages:
             await self._corrupt(record, "it has no ASiC")
         try:
             size = await self.store.blobs.check(record.asic_blob)  # type: ignore[arg-type]
+        except UnknownKey as exc:  # the configuration is wrong, not the message: keep it
+            log.error("a payload is sealed with a store key that is not configured",
+                      error=str(exc))
+            raise errors.StoreKeyMissing(str(exc)) from None
         except (BlobMissing, DecryptionError) as exc:
             await self._corrupt(record, str(exc) or type(exc).__name__)
         if self.key is None:

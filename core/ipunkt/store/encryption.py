@@ -33,7 +33,13 @@ HEADER_SIZE = _HEADER.size
 
 
 class DecryptionError(Exception):
-    """The stored bytes are not what was written: wrong key, corrupt or tampered."""
+    """The stored bytes are not what was written: corrupt or tampered."""
+
+
+class UnknownKey(Exception):
+    """Sealed with a store key that is not configured: the payload may well be sound, the
+    configuration is not (a key missing from ``store.previous_keys``, a backup restored without
+    its key). Never a reason to give the payload up."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,10 @@ class Keyring:
         try:
             return self._by_id[key_id]
         except KeyError:
-            raise DecryptionError("sealed with a key that is not configured") from None
+            raise UnknownKey(
+                f"sealed with the store key {key_id.hex()}, which is not configured: add it to "
+                "store.key or store.previous_keys"
+            ) from None
 
 
 def _file_cipher(key: MasterKey, salt: bytes) -> AESGCM:

@@ -65,6 +65,12 @@ def keyring(settings: StoreSettings) -> Keyring:
     if settings.key is not None:
         return Keyring(MasterKey.parse(settings.key.get_secret_value()), previous)
     path = settings.path / KEY_FILE
+    payloads = settings.path / "payloads"
+    if not path.exists() and any(p.is_file() for p in payloads.rglob("*")):
+        raise ValueError(
+            f"{path} is missing, but {payloads} holds payloads sealed with it: restore the key "
+            "file, or give the key as store.key (a new key could not read them)"
+        )
     if not path.exists() and create_once(path, MasterKey.generate().encoded() + "\n"):
         log.warning("generated a store key; set store.key to keep it elsewhere", path=str(path))
     return Keyring(MasterKey.parse(read_secret(path, "store key")), previous)
