@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,3 +69,36 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(SchemaTooNew):
         await store(tmp_path).open()
+
+
+async def test_a_message_being_sent_when_its_lifetime_runs_out_is_left_to_its_sender(
+    tmp_path: Path,
+) -> None:
+    """The sweeper must not pull a message and its payload out from under a running send
+    (the receiver would have it while ipunkt said LEVETID_UTLOPT); the sender checks the
+    lifetime itself, and the sweeper takes the conversation once the send is over."""
+    from ipunkt.delivery.sweeper import LifetimeSweeper
+    from ipunkt.messages.statuses import StatusRules
+    from ipunkt.plugin import ReceiptStatus
+    from ipunkt.store.base import NewFile
+
+    s = store(tmp_path)
+    await s.open()
+    rules = StatusRules()
+    blob = await s.blobs.write(chunks(b"x" * 100_000))
+    new = dataclasses.replace(message("m1"), expiry=NOW + timedelta(seconds=10))
+    await s.create_message(
+        new, rules.change(ReceiptStatus.OPPRETTET, NOW, "DPO"), queue_at=NOW,
+        files=[NewFile(blob.blob_id, "brev.pdf", "application/pdf", blob.size, primary=True)])
+    assert len(await s.claim_due("w1", NOW, NOW + timedelta(minutes=5), 1)) == 1
+    later = NOW + timedelta(seconds=11)
+    assert await LifetimeSweeper(s, rules, 60, clock=lambda: later).sweep() == 0
+    assert s.blobs.path(blob.blob_id).exists()
+    await s.complete_delivery("m1", "w1", rules.reported([ReceiptStatus.SENDT], later, "DPO"))
+    conversation = await s.conversation_by_message_id("m1")
+    assert conversation is not None
+    assert [x.status for x in conversation.statuses] == ["OPPRETTET", "SENDT"]
+    assert await LifetimeSweeper(s, rules, 60, clock=lambda: later).sweep() == 1
+    conversation = await s.conversation_by_message_id("m1")
+    assert conversation is not None and conversation.statuses[-1].status == "LEVETID_UTLOPT"
+    await s.close()

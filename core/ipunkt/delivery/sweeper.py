@@ -54,10 +54,12 @@ class LifetimeSweeper:
                 change = self.rules.change(ReceiptStatus.LEVETID_UTLOPT, now,
                                            conversation.service, description=EXPIRED_DESCRIPTION)
                 deleted = await self.store.expire(conversation.id, change)
+                if deleted is None:
+                    continue
+                count += 1
                 await self.store.blobs.delete(deleted.blob_ids)
                 log.warning("lifetime ran out", message_id=conversation.message_id,
                             conversation_id=conversation.conversation_id,
                             direction=conversation.direction.value, channel=conversation.service)
-            count += len(expired)
             if len(expired) < BATCH:
                 return count

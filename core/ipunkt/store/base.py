@@ -571,11 +571,14 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def expired(self, now: datetime, limit: int) -> list[ConversationRecord]:
-        """Unfinished conversations, either direction, whose lifetime has passed."""
+        """Unfinished conversations, either direction, whose lifetime has passed, but for those
+        whose message is being sent now (its outbox lease runs at ``now``)."""
 
     @abc.abstractmethod
-    async def expire(self, conv_id: int, change: StatusChange) -> Deleted:
-        """Register ``change`` (LEVETID_UTLOPT) and remove the conversation's message copy."""
+    async def expire(self, conv_id: int, change: StatusChange) -> Deleted | None:
+        """Register ``change`` (LEVETID_UTLOPT) and remove the conversation's message copy;
+        None when it is not to expire after all: finished meanwhile, or its message is being
+        sent (the sender checks the lifetime itself; a send cut off would be sent again)."""
 
     # -- webhooks -------------------------------------------------------------------------------
 

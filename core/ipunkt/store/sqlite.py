@@ -421,6 +421,12 @@ def _with_statuses(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Co
 # --- query building -------------------------------------------------------------------------
 
 
+_BEING_SENT = (
+    "SELECT 1 FROM message m JOIN outbox o ON o.message = m.id WHERE m.direction = c.direction "
+    "AND m.message_id = c.message_id AND o.lease_until > ?"
+)
+"""Whether conversation ``c``'s message is in a send now (its outbox lease runs at ``?``)."""
+
 _EITHER_DIRECTION = "direction IN ('OUTGOING', 'INCOMING')"
 """Lets a lookup by message id alone use UNIQUE (direction, message_id), one probe per
 direction (the store has no other index on a conversation's message id)."""
@@ -1051,19 +1057,20 @@ class SqliteStore(MessageStore):
     async def expired(self, now: datetime, limit: int) -> list[ConversationRecord]:
         def op(conn: sqlite3.Connection) -> list[ConversationRecord]:
             rows = conn.execute(
-                "SELECT * FROM conversation WHERE finished = 0 AND expiry < ? "
-                "ORDER BY expiry, id LIMIT ?",
-                (_us(now), limit),
+                "SELECT * FROM conversation c WHERE finished = 0 AND expiry < ? AND NOT EXISTS ("
+                f"{_BEING_SENT}) ORDER BY expiry, id LIMIT ?",
+                (_us(now), _us(now), limit),
             ).fetchall()
             return _with_statuses(conn, rows)
 
         return await self._db.read(op)
 
-    async def expire(self, conv_id: int, change: StatusChange) -> Deleted:
-        def op(conn: sqlite3.Connection) -> Deleted:
-            conv = conn.execute("SELECT * FROM conversation WHERE id = ?", (conv_id,)).fetchone()
+    async def expire(self, conv_id: int, change: StatusChange) -> Deleted | None:
+        def op(conn: sqlite3.Connection) -> Deleted | None:
+            conv = conn.execute("SELECT * FROM conversation c WHERE id = ? AND NOT EXISTS ("
+                                f"{_BEING_SENT})", (conv_id, _us(change.at))).fetchone()
             if conv is None or conv["finished"]:
-                return Deleted()
+                return None
             _register(conn, conv_id, change)
             conn.execute("UPDATE conversation SET finished = 1, pollable = 0 WHERE id = ?",
                          (conv_id,))
