@@ -616,6 +616,7 @@ class DPOChannel(Channel):
             try:
                 sbd, payload = await incoming.open()
                 sbd_header.check_incoming(sbd)
+                _check_sender(sbd, sender)
                 log = log.bind(
                     message_id=sbd_header.message_id(sbd),
                     conversation_id=sbd_header.conversation_id(sbd),
@@ -712,3 +713,14 @@ class DPOChannel(Channel):
         except ValueError as exc:
             raise PermanentError(f"no status reply can answer this message: {exc}") from exc
         await self._send_sbd(reply, (), service_record=None, attempt=1)
+
+
+def _check_sender(sbd: Mapping[str, Any], sender: str) -> None:
+    """The SBD's sender must be the party the broker says put the file there: anyone on the
+    broker can write any SBD, and a message stored under a sender it did not come from (an
+    arkivmelding, a receipt, a status) would be believed."""
+    if not sender:
+        return
+    claimed = Party.parse(sbd_header.sender(sbd) or "").acting
+    if claimed.organisation != Party.parse(sender).organisation:
+        raise UnusableSbd(f"the SBD says {claimed.broker_id} sent it; the broker says {sender}")

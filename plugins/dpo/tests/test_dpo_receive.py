@@ -525,3 +525,27 @@ async def test_a_poll_takes_more_than_the_broker_lists_at_once(
         for e in lists
         if e.query.get("recipientStatus") == ["Initialized"]
     ] == [100, 5]
+
+
+async def test_a_file_whose_sbd_names_another_sender_than_the_broker_is_discarded(
+    world: Any, kit: Any, make_sink: Any
+) -> None:
+    """A puts a file on the broker whose SBD says a third organisation sent it: B must not
+    store it under that name (nor tell the third organisation that it failed)."""
+    forged = "0192:974720760"
+    sbd = kit.arkivmelding_sbd(forged, f"0192:{kit.ORG_B}")
+    package = kit.package(world.pki[kit.ORG_A], world.pki[kit.ORG_B])
+    data = kit.sbd_zip(("sbd.json", json.dumps(sbd).encode()), ("asic.zip", package))
+    transfer_id = await world.put_file(kit.ORG_A, kit.ORG_B, data)
+    b = await world.channel(kit.ORG_B)
+    sink = make_sink()
+
+    with structlog.testing.capture_logs() as logs:
+        await b.poll_incoming(sink)
+
+    assert sink.received == []
+    assert _recipient_status(world, transfer_id, kit.ORG_B) == "DownloadConfirmed"
+    [discarded] = [e for e in logs if e["event"] == "dpo: discarding a broken file"]
+    assert f"the SBD says {forged} sent it; the broker says 0192:{kit.ORG_A}" in (
+        discarded["reason"])
+    assert _replies(world, kit) == []
