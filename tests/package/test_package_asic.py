@@ -270,3 +270,101 @@ def test_writer_refuses_unsafe_or_clashing_names(pki: ThrowawayPki) -> None:
     ]
     with pytest.raises(Exception, match="two documents"):
         b"".join(write_asic(twice, pki[SENDER]))
+
+
+def _signed_zip(pki: ThrowawayPki, documents: dict[str, bytes]) -> tuple[zipfile.ZipFile,
+                                                                          io.BytesIO]:
+    """A CAdES-signed container written with the standard library, left open for more."""
+    from ipunkt.package import cades
+
+    files = [asic.WrittenFile(name, "application/octet-stream", len(data),
+                              hashlib.sha256(data).digest()) for name, data in documents.items()]
+    signature_file = "META-INF/signature-1.p7s"
+    manifest = asic.asic_manifest(files, signature_file)
+    buffer = io.BytesIO()
+    archive = zipfile.ZipFile(buffer, "w")
+    archive.writestr(zipfile.ZipInfo("mimetype"), asic.MIMETYPE, zipfile.ZIP_STORED)
+    for name, data in documents.items():
+        archive.writestr(zipfile.ZipInfo(name), data, zipfile.ZIP_STORED)
+    archive.writestr("META-INF/ASiCManifest.xml", manifest)
+    archive.writestr(signature_file, cades.sign_detached(manifest, pki[SENDER]))
+    return archive, buffer
+
+
+def test_a_signed_container_read_by_a_streaming_reader_passes(pki: ThrowawayPki) -> None:
+    archive, buffer = _signed_zip(pki, {"arkivmelding.xml": XML})
+    archive.close()
+    contents = read_asic(_chunks(buffer.getvalue(), 1000), DiscardSink(), trust=pki.trust)
+    assert [f.name for f in contents.files] == ["arkivmelding.xml"]
+
+
+def test_entries_hidden_behind_a_false_directory_start_are_refused(pki: ThrowawayPki) -> None:
+    """Four bytes that look like the directory's start end a streaming read; behind them, an
+    unsigned entry under a signed entry's name and a path out of the folder, which a client's
+    ZIP library (reading the directory at the end) would see and ipunkt would not."""
+    archive, buffer = _signed_zip(pki, {"arkivmelding.xml": XML})
+    archive.fp.write(b"PK\x01\x02")  # type: ignore[union-attr]
+    archive.start_dir = archive.fp.tell()  # type: ignore[union-attr]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        archive.writestr("arkivmelding.xml", b"<arkivmelding>unsigned</arkivmelding>")
+        archive.writestr("../../evil.sh", b"#!/bin/sh\n")
+    archive.close()
+    hostile = buffer.getvalue()
+    assert len(zipfile.ZipFile(io.BytesIO(hostile)).namelist()) == 6  # what a client sees
+    with pytest.raises(UnsafeArchive, match="directory lists 6 entries; the container holds 4"):
+        read_asic(_chunks(hostile), DiscardSink(), trust=pki.trust)
+
+
+def test_a_directory_that_places_a_signed_entry_elsewhere_is_refused(pki: ThrowawayPki) -> None:
+    """A signed, stored attachment carries a ZIP entry of its own named like a signed entry,
+    and the directory points there: a client would read other bytes under the signed name."""
+    decoy = io.BytesIO()
+    with zipfile.ZipFile(decoy, "w") as inner:
+        inner.writestr(zipfile.ZipInfo("arkivmelding.xml"), b"<arkivmelding>other</arkivmelding>")
+    archive, buffer = _signed_zip(pki, {"arkivmelding.xml": XML, "vedlegg.zip": decoy.getvalue()})
+    archive.close()
+    data = bytearray(buffer.getvalue())
+    fake = data.find(b"PK\x03\x04", data.find(decoy.getvalue()))
+    listed = zipfile.ZipFile(io.BytesIO(bytes(data))).start_dir  # the outer directory
+    while data[listed + 46 : listed + 46 + 16] != b"arkivmelding.xml":
+        listed = data.find(b"PK\x01\x02", listed + 4)
+    data[listed + 42 : listed + 46] = fake.to_bytes(4, "little")
+    data[listed + 16 : listed + 28] = data[fake + 14 : fake + 26]  # its CRC and sizes
+    assert zipfile.ZipFile(io.BytesIO(bytes(data))).read("arkivmelding.xml") == (
+        b"<arkivmelding>other</arkivmelding>")  # what a client would read
+    with pytest.raises(UnsafeArchive, match="the central directory"):
+        read_asic(_chunks(bytes(data)), DiscardSink(), trust=pki.trust)
+
+
+def test_documents_that_are_zips_themselves_are_no_trouble(pki: ThrowawayPki) -> None:
+    """An OpenDocument or ASiC-E among the documents holds its own ``mimetype`` and
+    ``META-INF/manifest.xml`` entries, which deflate leaves readable in the stream."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as document:
+        document.writestr(zipfile.ZipInfo("mimetype"), b"application/vnd.oasis.opendocument.text")
+        document.writestr(zipfile.ZipInfo("content.xml"), os.urandom(20_000))
+        document.writestr(zipfile.ZipInfo("META-INF/manifest.xml"), os.urandom(3000))
+    entries = [AsicEntry("arkivmelding.xml", "application/xml", [XML]),
+               AsicEntry("brev.odt", "application/vnd.oasis.opendocument.text",
+                         [inner.getvalue()], len(inner.getvalue()))]
+    for form in SignatureFormat:
+        data = b"".join(write_asic(entries, pki[SENDER], signature=form))
+        assert data.count(b"PK\x03\x04") > 6  # the document's own headers are in the stream
+        contents = read_asic(_chunks(data, 999), DiscardSink(), trust=pki.trust)
+        assert [f.name for f in contents.files] == ["arkivmelding.xml", "brev.odt"]
+
+
+def test_a_header_of_the_same_name_just_before_a_signed_entry_is_no_trouble(
+    pki: ThrowawayPki,
+) -> None:
+    """A stored attachment right before ``zzz.txt`` holds a header of that name too: the read
+    knows which of them it took, and the directory names that one."""
+    decoy = io.BytesIO()
+    with zipfile.ZipFile(decoy, "w") as inner:
+        inner.writestr(zipfile.ZipInfo("zzz.txt"), b"other")
+    archive, buffer = _signed_zip(pki, {"vedlegg.zip": decoy.getvalue(), "zzz.txt": b"signed"})
+    archive.close()
+    for size in (7, 1000, 1 << 20):
+        contents = read_asic(_chunks(buffer.getvalue(), size), DiscardSink(), trust=pki.trust)
+        assert [f.name for f in contents.files] == ["vedlegg.zip", "zzz.txt"]

@@ -49,6 +49,7 @@ from ipunkt.package.digest import BackgroundSha256
 from ipunkt.package.errors import IntegrityError, PackageError, SignatureInvalid, UnsafeArchive
 from ipunkt.package.keys import OrganisationKey
 from ipunkt.package.trust import TrustStore
+from ipunkt.package.zip_directory import ReadEntry, StreamRecord, check_directory
 
 MIMETYPE = b"application/vnd.etsi.asic-e+zip"
 ASIC_NS = "http://uri.etsi.org/02918/v1.2.1#"
@@ -291,23 +292,10 @@ class AsicContents:
     """The business manifest (``manifest.xml`` at the top), when there is one."""
 
 
-class _Counted:
-    """The packed bytes, counted as stream-unzip pulls them (for the compression ratio)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.consumed = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.consumed += len(chunk)
-            yield chunk
-
-
 class _Budget:
     """The unpacked bytes of every entry, held to the limits as they come out."""
 
-    def __init__(self, limits: Limits, packed: _Counted) -> None:
+    def __init__(self, limits: Limits, packed: StreamRecord) -> None:
         self._limits = limits
         self._packed = packed
         self.total = 0
@@ -349,7 +337,9 @@ def read_asic(
     must treat them as untrusted until this returns, and discard them when it raises.
     """
     limits = limits or Limits()
-    packed = _Counted(chunks)
+    packed = StreamRecord(chunks)
+    read: list[ReadEntry] = []
+    raw_names: dict[str, bytes] = {}
     seen: set[str] = set()
     digests: dict[str, tuple[int, bytes]] = {}
     metadata: dict[str, bytes] = {}
@@ -363,12 +353,15 @@ def read_asic(
             if index >= limits.max_entries:
                 raise UnsafeArchive(f"the container has more than {limits.max_entries} entries")
             name = check_name(_decode_name(raw_name))
+            handed = packed.consumed
+            raw_names[name] = raw_name
             if name.casefold() in seen:
                 raise UnsafeArchive(f"the container has two entries named {name!r}")
             seen.add(name.casefold())
             if name.endswith("/"):
                 if any(member):
                     raise UnsafeArchive(f"the directory entry {name!r} has content")
+                read.append(ReadEntry(raw_name, 0, handed))
                 continue
             if name == "mimetype" or name.upper().startswith("META-INF/"):
                 buffer = bytearray()
@@ -382,6 +375,7 @@ def read_asic(
                         )
                 data = bytes(buffer)
                 held_metadata += len(data)
+                read.append(ReadEntry(raw_name, len(data), handed))
                 if name == "mimetype":
                     if index != 0:
                         raise UnsafeArchive("the mimetype entry is not the first in the container")
@@ -418,6 +412,7 @@ def read_asic(
                 raise
             writer.close()
             digests[name] = (size, digest.digest())
+            read.append(ReadEntry(raw_name, size, handed))
     except CRC32IntegrityError as exc:
         raise IntegrityError("a file in the container is damaged (CRC mismatch)") from exc
     except SizeIntegrityError as exc:
@@ -429,6 +424,8 @@ def read_asic(
     if not seen:
         raise UnsafeArchive("the container is empty, or not a ZIP")
     contents = _verify(digests, metadata, trust=trust, at=at)
+    checked = {f.name for f in contents.files} | (set(metadata) - set(contents.unsigned_metadata))
+    check_directory(packed, read, {raw_names[name] for name in checked})
     if "manifest.xml" in digests:
         return replace(contents, manifest=manifest)
     return contents
