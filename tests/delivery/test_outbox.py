@@ -94,3 +94,68 @@ async def test_metrics_count_sends_and_queue_depth(make_gateway) -> None:
     assert 'ipunkt_sends_total{channel="DPT",outcome="failed"} 1.0' in text
     assert "ipunkt_send_seconds_count" in text
     assert "ipunkt_outbox_depth" in text
+
+
+async def test_a_claim_that_returns_after_stop_is_handed_back_unsent(tmp_path) -> None:
+    """stop() comes while a claim is on its way (its commit, say): the claimed message must
+    not be sent after stop() released the leases (it would be sent again after a restart)."""
+    from types import SimpleNamespace
+
+    from ipunkt import testing
+    from ipunkt.delivery.metrics import Metrics
+    from ipunkt.delivery.outbox import Outbox
+    from ipunkt.delivery.settings import DeliverySettings
+    from ipunkt.messages.statuses import StatusRules
+    from ipunkt.sbd import parse_sbd
+    from ipunkt.store.base import Direction, NewMessage, StatusChange
+    from ipunkt.store.blobs import BlobStore
+    from ipunkt.store.encryption import Keyring, MasterKey
+    from ipunkt.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "db.sqlite3",
+                        BlobStore(tmp_path / "payloads", Keyring(MasterKey(b"o" * 32))))
+    await store.open()
+    now = now_oslo()
+    message_id = "5f0a4b4e-1111-4222-8333-444455556666"
+    text = parse_sbd(testing.sbd("910075918", message_id, sender="910077473",
+                                 conversation_id="5f0a4b4e-1111-4222-8333-444455556667")).to_text()
+    await store.create_message(
+        NewMessage(Direction.OUTGOING, message_id, "c1", "p", "arkivmelding", "d", None, None,
+                   None, None, "DPO", text, now + timedelta(days=1)),
+        StatusChange("OPPRETTET", now), queue_at=now)
+    sent: list[str] = []
+
+    class Channel:
+        status_poll_interval = None
+
+        async def send(self, message):
+            sent.append(message.message_id)
+            return SimpleNamespace(statuses=[], external_reference=None)
+
+    class Router:
+        async def route(self, **_):
+            return SimpleNamespace(service="DPO", record=None)
+
+    claim = store.claim_due
+    claimed = asyncio.Event()
+
+    async def slow_claim(*args):
+        claims = await claim(*args)
+        claimed.set()
+        await asyncio.sleep(0.2)
+        return claims
+
+    store.claim_due = slow_claim  # type: ignore[method-assign]
+    outbox = Outbox(store, SimpleNamespace(states={"DPO": SimpleNamespace(channel=Channel())}),
+                    Router(), StatusRules(), DeliverySettings(),
+                    Metrics(store.outbox_depth))
+    running = asyncio.ensure_future(outbox.run())
+    await asyncio.wait_for(claimed.wait(), 5)
+    await outbox.stop()
+    await asyncio.wait_for(running, 5)
+    await asyncio.sleep(0.3)
+    assert sent == []
+    store.claim_due = claim  # type: ignore[method-assign]
+    again = await store.claim_due("next", now_oslo(), now_oslo() + timedelta(minutes=1), 5)
+    assert [c.message.message_id for c in again] == [message_id]
+    await store.close()

@@ -109,6 +109,15 @@ class Outbox:
         if released:
             log.info("released unfinished sends", count=released)
 
+    async def _give_back(self, claims: list[OutboxClaim]) -> None:
+        for claim in claims:
+            try:
+                await self.store.retry_later(claim.message.message_id, self.worker, self.clock(),
+                                             "not sent: the integration point was stopping")
+            except StoreError:  # the lease runs out and it comes back
+                log.exception("handing back a claimed message failed",
+                              message_id=claim.message.message_id)
+
     async def _serve(self, service: str, channel: Channel) -> None:
         wake = self._wake.setdefault(service, asyncio.Event())
         mine: set[asyncio.Task[None]] = set()
@@ -123,6 +132,9 @@ class Outbox:
                     claims = await self.store.claim_due(self.worker, now, lease, free, [service])
                 except StoreError:
                     log.exception("claiming due messages failed", channel=service)
+            if self._stopping:  # stop() came while claiming: hand these back unsent
+                await self._give_back(claims)
+                break
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim, service, channel))
                 mine.add(task)
