@@ -102,3 +102,30 @@ async def test_a_message_being_sent_when_its_lifetime_runs_out_is_left_to_its_se
     conversation = await s.conversation_by_message_id("m1")
     assert conversation is not None and conversation.statuses[-1].status == "LEVETID_UTLOPT"
     await s.close()
+
+
+async def test_a_levert_reported_with_its_own_time_keeps_mottatt_before_it(
+    tmp_path: Path,
+) -> None:
+    """A channel that knows when its receipt came reports LEVERT with that time: the MOTTATT
+    it implies is stamped the same, and the conversation's last update never goes back."""
+    from ipunkt.messages.statuses import StatusRules
+    from ipunkt.plugin import ReceiptStatus, StatusUpdate
+
+    s = store(tmp_path)
+    await s.open()
+    rules = StatusRules()
+    await s.create_message(message("m1"), rules.change(ReceiptStatus.OPPRETTET, NOW, "DPO"))
+    sent = NOW + timedelta(hours=1)
+    await s.register_statuses("m1", rules.reported([ReceiptStatus.SENDT], sent, "DPO"),
+                              Direction.OUTGOING)
+    delivered = NOW + timedelta(minutes=30)  # as the remote stamped it, before SENDT was seen
+    polled = NOW + timedelta(hours=2)
+    update = StatusUpdate("m1", ReceiptStatus.LEVERT, at=delivered)
+    await s.register_statuses("m1", rules.reported([update], polled, "DPO"), Direction.OUTGOING)
+    conversation = await s.conversation_by_message_id("m1")
+    assert conversation is not None
+    assert [(x.status, x.last_update) for x in conversation.statuses[2:]] == [
+        ("MOTTATT", delivered), ("LEVERT", delivered)]
+    assert conversation.last_update == sent
+    await s.close()

@@ -61,14 +61,15 @@ class StatusRules:
     ) -> list[StatusChange]:
         """The changes for statuses a channel reported about an outgoing conversation.
 
-        A LEVERT brings a MOTTATT before it, so that a conversation never shows delivered
-        without received (the store ignores the MOTTATT when the conversation has it).
+        A LEVERT brings a MOTTATT before it, at the same time, so that a conversation never
+        shows delivered without received (the store ignores the MOTTATT when the conversation
+        has it).
         """
         changes = []
         for item in statuses:
             update = item if isinstance(item, StatusUpdate) else StatusUpdate("", item)
             if update.status is ReceiptStatus.LEVERT:
-                changes.append(self.change(ReceiptStatus.MOTTATT, at, service))
+                changes.append(self.change(ReceiptStatus.MOTTATT, update.at or at, service))
             changes.append(self.change(update.status, update.at or at, service,
                                        description=update.description,
                                        raw_receipt=update.raw_receipt))

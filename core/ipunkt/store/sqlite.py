@@ -1278,7 +1278,8 @@ def _register(conn: sqlite3.Connection, conv_id: int, change: StatusChange, *,
         return None
     status_id = cur.lastrowid
     conversation = new_conversation or conn.execute(
-        "UPDATE conversation SET last_update = ?, finished = coalesce(?, finished), "
+        "UPDATE conversation SET last_update = max(last_update, ?), "
+        "finished = coalesce(?, finished), "
         "pollable = coalesce(?, pollable) WHERE id = ? RETURNING direction, service",
         (at, None if change.finished is None else int(change.finished),
          None if change.pollable is None else int(change.pollable), conv_id),
