@@ -9,8 +9,10 @@ import sqlite3
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from conftest import Gateway
 from ipunkt.sbd import parse_sbd
+from ipunkt.store.base import Direction
 
 SBD: dict[str, Any] = {
     "standardBusinessDocumentHeader": {
@@ -158,3 +160,43 @@ async def test_a_payload_sealed_with_a_key_not_configured_is_kept_not_given_up(
     assert popped.status == 200 and await popped.read() == payload
     statuses = await (await right.client.get(f"/api/statuses/{message_id}")).json()
     assert "FEIL" not in [s["status"] for s in statuses["content"]]
+
+
+async def test_a_pop_found_damaged_halfway_is_cut_off_not_answered_twice(
+    gateway: Gateway,
+) -> None:
+    """The 200 and its length are on their way when the stored payload fails its check: the
+    connection is closed short of that length (the client sees it broken), never a second
+    answer written into the first's body."""
+    import aiohttp
+
+    payload = bytes(range(256)) * 4096 * 3  # 3 MiB: three sealed chunks
+
+    async def chunks() -> Any:
+        yield payload
+
+    sbd = copy.deepcopy(SBD)
+    message_id = "00000000-0000-4000-8000-00000000bad1"
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] = message_id
+    assert await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    record = await gateway.nextmove.incoming.store.message(
+        Direction.INCOMING, message_id)
+    assert record is not None and record.asic_blob is not None
+    blob = gateway.nextmove.incoming.store.blobs.path(record.asic_blob)
+    damaged = bytearray(blob.read_bytes())
+    damaged[2_500_000] ^= 1  # in the third
+    blob.write_bytes(bytes(damaged))
+    assert await peek_id(gateway) == message_id
+    response = await gateway.client.get(f"/api/messages/in/pop/{message_id}")
+    assert response.status == 200 and response.content_length == len(payload)
+    received = bytearray()
+
+    async def read() -> None:
+        async for piece in response.content.iter_any():
+            received += piece
+
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await asyncio.wait_for(read(), 10)  # the answer must not hang, either
+    assert len(received) < len(payload)
+    assert b"HTTP/1.1" not in received and b'"status"' not in received

@@ -329,8 +329,15 @@ async def pop_incoming(request: web.Request) -> web.StreamResponse:
     for name, value in SPRING_HEADERS:
         response.headers.add(name, value)
     await response.prepare(request)
-    async for chunk in asic.chunks:
-        await response.write(chunk)
+    try:
+        async for chunk in asic.chunks:
+            await response.write(chunk)
+    except Exception as exc:  # the 200 is under way: cut it off, never add a second answer
+        log.warning("pop broken off", message_id=request.match_info["messageId"],
+                    error=str(exc) or type(exc).__name__)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 
