@@ -194,7 +194,7 @@ async def test_a_pop_found_damaged_halfway_is_cut_off_not_answered_twice(
 
     async def read() -> None:
         async for piece in response.content.iter_any():
-            received += piece
+            received.extend(piece)
 
     with pytest.raises(aiohttp.ClientPayloadError):
         await asyncio.wait_for(read(), 10)  # the answer must not hang, either
