@@ -200,3 +200,36 @@ async def test_a_pop_found_damaged_halfway_is_cut_off_not_answered_twice(
         await asyncio.wait_for(read(), 10)  # the answer must not hang, either
     assert len(received) < len(payload)
     assert b"HTTP/1.1" not in received and b'"status"' not in received
+
+
+async def test_a_pop_overtaken_by_the_delete_of_its_message_registers_no_feil(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client deletes the message while another of its requests pops it: the payload is
+    gone because it was delivered, not because it was damaged."""
+    async def chunks() -> Any:
+        yield b"PK" + b"x" * 1000
+
+    sbd = copy.deepcopy(SBD)
+    message_id = "00000000-0000-4000-8000-0000000000de"
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] = message_id
+    assert await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    assert await peek_id(gateway) == message_id
+    blobs = gateway.nextmove.incoming.store.blobs
+    check, checking, deleted = blobs.check, asyncio.Event(), asyncio.Event()
+
+    async def check_after_the_delete(blob_id: str) -> int:
+        checking.set()
+        await deleted.wait()
+        return await check(blob_id)
+
+    monkeypatch.setattr(blobs, "check", check_after_the_delete)
+    popping = asyncio.ensure_future(gateway.client.get(f"/api/messages/in/pop/{message_id}"))
+    await asyncio.wait_for(checking.wait(), 5)
+    assert (await gateway.client.delete(f"/api/messages/in/{message_id}")).status == 200
+    deleted.set()
+    assert (await popping).status == 404
+    statuses = await (await gateway.client.get(f"/api/statuses/{message_id}")).json()
+    assert [s["status"] for s in statuses["content"]] == [
+        "OPPRETTET", "INNKOMMENDE_MOTTATT", "INNKOMMENDE_LEVERT"]

@@ -214,6 +214,10 @@ class IncomingMessages:
     async def _remove_corrupt(self, record: store.MessageRecord, reason: str) -> None:
         """An unreadable message is removed and FEIL registered with the reason, as the
         original does (its text, then why)."""
+        current = await self.store.message(store.Direction.INCOMING, record.message_id)
+        if current is None or current.asic_blob != record.asic_blob:
+            log.info("incoming message deleted while it was read", message_id=record.message_id)
+            return  # its client took it meanwhile: nothing is wrong with it
         message = (f'Can not read file "asic.zip" for message [messageId={record.message_id}, '
                    f"sender={record.sender_identifier}], removing from queue. Reason: {reason}")
         log.error("incoming message unreadable", message_id=record.message_id, reason=reason)
