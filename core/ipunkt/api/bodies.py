@@ -25,6 +25,18 @@ UNREADABLE = (web.RequestPayloadError, HttpProcessingError, ConnectionResetError
 """What reading a body raises when the bytes cannot be had: a broken encoding, a lost client."""
 
 
+def header_text(value: str | None) -> str | None:
+    """A header's text as Tomcat reads it: UTF-8, else ISO-8859-1, which many Java clients
+    send (aiohttp keeps bytes that are not UTF-8 as lone surrogates, which no store takes)."""
+    if value is None or value.isascii():
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("iso-8859-1")
+
+
 def require_json(request: web.Request) -> None:
     """415 unless the body is declared JSON (``application/json`` or ``+json``), or undeclared."""
     if "Content-Type" not in request.headers:

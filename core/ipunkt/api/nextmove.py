@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import structlog
 from aiohttp import BodyPartReader, web
@@ -209,7 +209,8 @@ async def create_and_send(request: web.Request) -> web.Response:
                 break
             if not isinstance(part, BodyPartReader):
                 continue
-            disposition = _disposition(part.headers.get("Content-Disposition", ""), required=False)
+            disposition = _disposition(
+                bodies.header_text(part.headers.get("Content-Disposition")) or "", required=False)
             name = disposition.name if disposition else None
             if name == "sbd":
                 sbd = _parse_sbd(await bodies.read_limited(part, MAX_SBD_BYTES, "The SBD",
@@ -219,7 +220,7 @@ async def create_and_send(request: web.Request) -> web.Response:
                 continue
             file = await services.outgoing.stage(Upload(
                 filename=disposition.filename,
-                mime_type=part.headers.get("Content-Type"),
+                mime_type=bodies.header_text(part.headers.get("Content-Type")),
                 title=name,
                 chunks=bodies.chunks(part, idle=idle),
             ))
@@ -258,7 +259,7 @@ async def get_outgoing(request: web.Request) -> web.Response:
 
 async def upload_file(request: web.Request) -> web.Response:
     message_id = request.match_info["messageId"]
-    header = request.headers.get("Content-Disposition")
+    header = bodies.header_text(request.headers.get("Content-Disposition"))
     if header is None:
         raise errors.MissingHttpHeader("Content-Disposition")
     disposition = _disposition(header, required=True)
@@ -271,7 +272,7 @@ async def upload_file(request: web.Request) -> web.Response:
     title = request.query.get("title") or disposition.name
     await _services(request).outgoing.add_file(message_id, Upload(
         filename=disposition.filename,
-        mime_type=request.headers.get("Content-Type"),
+        mime_type=bodies.header_text(request.headers.get("Content-Type")),
         title=title,
         chunks=bodies.chunks(request.content, idle=request.app[bodies.BODY_IDLE_SECONDS]),
         declared_size=request.content_length,
@@ -423,8 +424,8 @@ def _conversation_page(request: web.Request) -> tuple[ConversationFilter, object
         finished=queries.boolean(query, "finished"),
         direction=direction_value,
         updated_from=datetime.combine(updated_from, time(), OSLO) if updated_from else None,
-        updated_before=(datetime.combine(updated_to, time(), OSLO) + timedelta(days=1)
-                        if updated_to else None),
+        updated_before=(datetime.combine(updated_to + timedelta(days=1), time(), OSLO)
+                        if updated_to and updated_to < date.max else None),
     )
     page = page_request(query, CONVERSATION_SORTS, default=(SortOrder("lastUpdate", True),),
                         aliases=LAST_UPDATE_ALIASES)

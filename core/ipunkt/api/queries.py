@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
 from multidict import MultiMapping
 
@@ -67,8 +67,7 @@ def moment(query: MultiMapping[str], name: str, *, end_of_day: bool = False) -> 
     try:
         if _DATE_ONLY.match(value):
             day = parse_date(value)
-            start = datetime.combine(day, time(), OSLO)
-            return start + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else start
+            return datetime.combine(day, time.max if end_of_day else time(), OSLO)
         return parse_datetime(value)
     except TimeFormatError as exc:
         raise BadParameter(f"Parameter '{name}': {exc}") from None
