@@ -491,6 +491,8 @@ async def test_mangled_sbds_never_give_a_500(gateway: Gateway, kind: str) -> Non
     ("/api/conversations?finished=perhaps", 400, "must be true or false"),
     ("/api/conversations?lastUpdateFrom=2019-13-45", 400, "Parameter 'lastUpdateFrom'"),
     ("/api/statuses?toDateTime=9999-12-31", 200, None),
+    ("/api/messages/out?size=0", 200, None),
+    ("/api/messages/out?size=-5&page=-2", 200, None),
     ("/api/conversations?lastUpdateTo=9999-12-31", 200, None),
     ("/api/conversations/not-a-number", 404, "Conversation with id = not-a-number was not found"),
 ])
@@ -501,6 +503,8 @@ async def test_odd_query_parameters(gateway: Gateway, path: str, status: int,
     body = await response.json()
     if message is not None:
         assert message in body["message"], body["message"]
+    elif "size=" in path:  # as Spring: a size below 1 is the default, a page below 0 the first
+        assert (body["size"], body["number"]) == (10, 0)
 
 
 async def test_a_status_id_that_is_no_number(gateway: Gateway) -> None:
@@ -525,3 +529,19 @@ async def test_upload_headers_in_iso_8859_1_are_read_as_tomcat_reads_them(
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert await files(gateway, message_id) == [("råd.txt", "Rådhus")]
+
+
+async def test_an_unexpected_failure_is_answered_in_the_originals_shape(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(gateway.nextmove.store, "find_messages", broken)
+    response = await gateway.client.get("/api/messages/out")
+    assert response.status == 500
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    text = await response.text()
+    assert '"status" : 500' in text and "the disk went away" not in text
+    assert json.loads(text)["error"] == "Internal Server Error"

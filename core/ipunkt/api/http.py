@@ -80,6 +80,10 @@ def nextmove_middleware(
             response = answer(error_body(exc.status, request.path, exc.reason), exc.status)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
+        except Exception:  # answered as the original's other errors are, in its body and headers
+            log.exception("unhandled error", path=request.path)
+            response = answer(error_body(
+                500, request.path, "Internal error; see the integration point's log"), 500)
         if not response.prepared:
             for name, value in SPRING_HEADERS:
                 response.headers.add(name, value)

@@ -26,7 +26,8 @@ def page_request(
     page = _int(query, "page", 0, minimum=0)
     if page > INT_MAX:
         raise BadParameter(f"Parameter 'page' must be at most {INT_MAX}, not '{page}'")
-    size = min(_int(query, "size", 10, minimum=1), MAX_SIZE)
+    size = _int(query, "size", 10, minimum=0)
+    size = min(size, MAX_SIZE) if size >= 1 else 10  # as Spring: a size below 1 is the default
     allowed = set(allowed)
     orders: list[SortOrder] = []
     for value in query.getall("sort", []):
