@@ -368,3 +368,14 @@ def test_a_header_of_the_same_name_just_before_a_signed_entry_is_no_trouble(
     for size in (7, 1000, 1 << 20):
         contents = read_asic(_chunks(buffer.getvalue(), size), DiscardSink(), trust=pki.trust)
         assert [f.name for f in contents.files] == ["vedlegg.zip", "zzz.txt"]
+
+
+@pytest.mark.parametrize("form", list(SignatureFormat))
+def test_a_container_reads_whatever_its_chunks(pki: ThrowawayPki, form: SignatureFormat) -> None:
+    """Chunks may end anywhere: in a signature, a name, an extra field, a descriptor."""
+    entries = [AsicEntry("arkivmelding.xml", "application/xml", [b"<a>" + b"x" * 300 + b"</a>"]),
+               AsicEntry("b.txt", "text/plain", [b"b" * 50], 50)]
+    data = b"".join(write_asic(entries, pki[SENDER], signature=form))
+    for size in (1, 2, 3, 5, 7, 11, 13, 29, 31, 37, 61, 64, 127, 1000):
+        contents = read_asic(_chunks(data, size), DiscardSink(), trust=pki.trust)
+        assert [f.name for f in contents.files] == ["arkivmelding.xml", "b.txt"], size

@@ -71,6 +71,8 @@ class StreamRecord:
         self.consumed = 0
         self.headers: dict[int, LocalHeader] = {}
         self._incomplete: list[int] = []
+        self._ends_ahead: set[int] = set()
+        """Where headers end that are noted but end in a chunk still to come."""
         self._carry = b""
         self._tail: deque[bytes] = deque()
         self._tail_bytes = 0
@@ -96,7 +98,7 @@ class StreamRecord:
         if not chunk:
             return []
         start = self.consumed  # none of this chunk is handed yet
-        ends: set[int] = set()
+        ends = self._ends_ahead
         self._tail.append(chunk)
         self._tail_bytes += len(chunk)
         while self._tail_bytes - len(self._tail[0]) >= TAIL:
@@ -120,9 +122,11 @@ class StreamRecord:
                 self._incomplete.append(offset)
             else:
                 self.headers[offset] = header
-                ends.add(header.end(offset) - start)
+                ends.add(header.end(offset))
         self._carry = (self._carry + chunk[-(FIXED + MAX_NAME) :])[-(FIXED + MAX_NAME) :]
-        return sorted(ends)
+        end = start + len(chunk)
+        self._ends_ahead = {at for at in ends if at > end}
+        return sorted(at - start for at in ends if at <= end)
 
 
 def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
