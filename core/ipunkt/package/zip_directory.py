@@ -167,6 +167,9 @@ def check_directory(
             f"the central directory lists {len(infos)} entries; the container holds "
             f"{len(entries)}"
         )
+    headers: dict[tuple[bytes, int], list[int]] = {}  # by name and end
+    for offset, header in record.headers.items():
+        headers.setdefault((header.name, header.end(offset)), []).append(offset)
     for index, (info, entry) in enumerate(zip(infos, entries, strict=True)):
         if _raw_name(info) != entry.raw_name:
             raise UnsafeArchive(
@@ -177,10 +180,7 @@ def check_directory(
             raise UnsafeArchive("the central directory does not start at the first entry")
         if entry.raw_name not in checked:
             continue
-        found = [
-            offset for offset, header in record.headers.items()
-            if header.name == entry.raw_name and header.end(offset) == entry.handed
-        ]
+        found = headers.get((entry.raw_name, entry.handed), [])
         if len(found) != 1:
             raise UnsafeArchive(f"where {info.filename!r} starts in the container is unclear")
         header = record.headers[found[0]]
