@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ipunkt.durable import sync_folder
+
 
 def create_once(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` (mode 0600) unless it exists; True if this call made it."""
@@ -28,7 +30,7 @@ def create_once(path: Path, text: str) -> bool:
             os.link(aside, path)
         except FileExistsError:
             return False  # another process made it first: theirs stands
-        _sync_folder(folder)
+        sync_folder(folder)
         return True
     finally:
         os.unlink(aside)
@@ -42,10 +44,3 @@ def read_secret(path: Path, what: str) -> str:
         raise ValueError(f"{path} is empty; delete it to generate a new {what}")
     return text
 
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -33,16 +33,28 @@ SBD: dict[str, Any] = {
 }
 
 
+def incoming_sbd(message_id: str) -> Any:
+    sbd = copy.deepcopy(SBD)
+    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
+        "instanceIdentifier"] = message_id
+    return parse_sbd(sbd)
+
+
 async def store_messages(gw: Gateway, count: int) -> set[str]:
     ids = set()
     for number in range(count):
-        sbd = copy.deepcopy(SBD)
         message_id = f"00000000-0000-4000-8000-{number:012d}"
-        sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-            "instanceIdentifier"] = message_id
-        assert await gw.nextmove.incoming.receive(parse_sbd(sbd), "DPO")
+        assert await gw.nextmove.incoming.receive(incoming_sbd(message_id), "DPO")
         ids.add(message_id)
     return ids
+
+
+async def payload_of(data: bytes) -> Any:
+    yield data
+
+
+async def receive(gw: Gateway, message_id: str, payload: bytes) -> None:
+    assert await gw.nextmove.incoming.receive(incoming_sbd(message_id), "DPO", payload_of(payload))
 
 
 async def peek_id(gw: Gateway) -> str | None:
@@ -68,10 +80,8 @@ async def test_twenty_clients_never_get_the_same_message(gateway: Gateway) -> No
 
 async def test_a_duplicate_incoming_message_is_dropped(gateway: Gateway) -> None:
     await store_messages(gateway, 1)
-    sbd = copy.deepcopy(SBD)
-    sbd["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] = (
-        "00000000-0000-4000-8000-000000000000")
-    assert not await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO")
+    assert not await gateway.nextmove.incoming.receive(
+        incoming_sbd("00000000-0000-4000-8000-000000000000"), "DPO")
     listed = await (await gateway.client.get("/api/messages/in")).json()
     assert listed["totalElements"] == 1
 
@@ -97,18 +107,11 @@ async def test_a_receive_cancelled_while_its_change_waits_keeps_the_payload_it_s
     change still commits, so the payload it refers to must stay (the channel redelivers the
     message, which is then a duplicate; a lost payload would lose the message)."""
     payload = b"PK" + bytes(range(256)) * 64
-
-    async def chunks() -> Any:
-        yield payload
-
-    sbd = copy.deepcopy(SBD)
     message_id = "00000000-0000-4000-8000-00000000c0de"
-    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-        "instanceIdentifier"] = message_id
     other = sqlite3.connect(gateway.path / "ipunkt.sqlite3", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # the change has to wait for this lock
     receiving = asyncio.ensure_future(
-        gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks()))
+        gateway.nextmove.incoming.receive(incoming_sbd(message_id), "DPO", payload_of(payload)))
     await asyncio.sleep(0.3)
     receiving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -135,15 +138,8 @@ async def test_a_payload_sealed_with_a_key_not_configured_is_kept_not_given_up(
     folder = tmp_path / "shared-store"
     first = await make_gateway(path=folder, key=b"a" * 32)
     payload = b"PK" + b"sealed" * 100
-
-    async def chunks() -> Any:
-        yield payload
-
-    sbd = copy.deepcopy(SBD)
     message_id = "00000000-0000-4000-8000-0000000000ee"
-    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-        "instanceIdentifier"] = message_id
-    assert await first.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    await receive(first, message_id, payload)
     await first.client.close()
 
     wrong = await make_gateway(path=folder, key=b"b" * 32)
@@ -171,15 +167,8 @@ async def test_a_pop_found_damaged_halfway_is_cut_off_not_answered_twice(
     import aiohttp
 
     payload = bytes(range(256)) * 4096 * 3  # 3 MiB: three sealed chunks
-
-    async def chunks() -> Any:
-        yield payload
-
-    sbd = copy.deepcopy(SBD)
     message_id = "00000000-0000-4000-8000-00000000bad1"
-    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-        "instanceIdentifier"] = message_id
-    assert await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    await receive(gateway, message_id, payload)
     record = await gateway.nextmove.incoming.store.message(
         Direction.INCOMING, message_id)
     assert record is not None and record.asic_blob is not None
@@ -207,14 +196,8 @@ async def test_a_pop_overtaken_by_the_delete_of_its_message_registers_no_feil(
 ) -> None:
     """The client deletes the message while another of its requests pops it: the payload is
     gone because it was delivered, not because it was damaged."""
-    async def chunks() -> Any:
-        yield b"PK" + b"x" * 1000
-
-    sbd = copy.deepcopy(SBD)
     message_id = "00000000-0000-4000-8000-0000000000de"
-    sbd["standardBusinessDocumentHeader"]["documentIdentification"][
-        "instanceIdentifier"] = message_id
-    assert await gateway.nextmove.incoming.receive(parse_sbd(sbd), "DPO", chunks())
+    await receive(gateway, message_id, b"PK" + b"x" * 1000)
     assert await peek_id(gateway) == message_id
     blobs = gateway.nextmove.incoming.store.blobs
     check, checking, deleted = blobs.check, asyncio.Event(), asyncio.Event()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from ipunkt.durable import sync_folder
 from ipunkt.store.encryption import (
     CHUNK_SIZE,
     HEADER_SIZE,
@@ -189,7 +190,7 @@ def _finish(
         os.fsync(handle.fileno())
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
-    _fsync_dir(final.parent)
+    sync_folder(final.parent)
 
 
 def _discard(handle: BinaryIO | None, temp: Path) -> None:
@@ -197,10 +198,3 @@ def _discard(handle: BinaryIO | None, temp: Path) -> None:
         handle.close()
     temp.unlink(missing_ok=True)
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
