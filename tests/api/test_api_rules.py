@@ -545,3 +545,16 @@ async def test_an_unexpected_failure_is_answered_in_the_originals_shape(
     text = await response.text()
     assert '"status" : 500' in text and "the disk went away" not in text
     assert json.loads(text)["error"] == "Internal Server Error"
+
+
+async def test_a_json_body_in_a_declared_charset_is_read_in_it(gateway: Gateway) -> None:
+    sbd = new_sbd()
+    sbd["arkivmelding"]["hoveddokument"] = "rådhus.pdf"
+    for charset, status in (("ISO-8859-1", 200), ("x-no-such-charset", 400)):
+        sbd["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] = (
+            str(uuid.uuid4()))
+        response = await gateway.client.post(
+            "/api/messages/out", data=json.dumps(sbd, ensure_ascii=False).encode("iso-8859-1"),
+            headers={"Content-Type": f"application/json; charset={charset}"})
+        assert response.status == status, await response.text()
+    assert "rådhus.pdf" in (await (await gateway.client.get("/api/messages/out")).text())

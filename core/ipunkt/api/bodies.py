@@ -52,12 +52,21 @@ def require_multipart(request: web.Request) -> None:
         raise errors.UnsupportedMediaType(request.headers["Content-Type"])
 
 
-async def read_json(request: web.Request, limit: int, what: str) -> bytes:
-    """The JSON body's bytes, refused unread when its declared length passes ``limit``."""
+async def read_json(request: web.Request, limit: int, what: str) -> bytes | str:
+    """The JSON body, refused unread when its declared length passes ``limit``: its bytes, or
+    its text when it declares a charset other than UTF's (as Jackson reads it, through that
+    charset; JSON in UTF-8, -16 or -32 tells its encoding itself)."""
     require_json(request)
     if request.content_length is not None and request.content_length > limit:
         raise errors.MessageNotReadable(f"{what} is larger than {limit} bytes")
-    return await read_limited(request.content, limit, what, idle=request.app[BODY_IDLE_SECONDS])
+    raw = await read_limited(request.content, limit, what, idle=request.app[BODY_IDLE_SECONDS])
+    charset = (request.charset or "utf-8").lower()
+    if charset.startswith("utf"):
+        return raw
+    try:
+        return raw.decode(charset)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise errors.MessageNotReadable(f"{what} is not readable as {charset}: {exc}") from None
 
 
 async def read_limited(

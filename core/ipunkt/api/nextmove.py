@@ -481,7 +481,7 @@ async def _sbd_body(request: web.Request) -> StandardBusinessDocument:
     return _parse_sbd(await bodies.read_json(request, MAX_SBD_BYTES, "The SBD"))
 
 
-def _parse_sbd(raw: bytes) -> StandardBusinessDocument:
+def _parse_sbd(raw: bytes | str) -> StandardBusinessDocument:
     if not raw.strip():
         raise errors.MessageNotReadable("Required request body is missing")
     try:
