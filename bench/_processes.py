@@ -33,20 +33,20 @@ async def wait_until_ready(url: str, timeout: float = 60.0) -> None:
 
 def rss_kib(pid: int) -> int:
     """The process's resident memory now (VmRSS), in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return _status_kib(pid, "VmRSS")
 
 
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MiB."""
+    return round(_status_kib(pid, "VmHWM") / 1024, 1)
+
+
+def _status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    raise ValueError(f"no VmHWM for process {pid}")
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise ValueError(f"no {field} for process {pid}")
 
 
 def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from types import SimpleNamespace
 
 from delivery_harness import avtalt
+from ipunkt import testing
+from ipunkt.delivery.metrics import Metrics
+from ipunkt.delivery.outbox import Outbox
+from ipunkt.delivery.settings import DeliverySettings
+from ipunkt.messages.statuses import StatusRules
+from ipunkt.sbd import parse_sbd
 from ipunkt.sbd.times import now_oslo
+from ipunkt.store.base import Direction, NewMessage, StatusChange
+from ipunkt.store.blobs import BlobStore
+from ipunkt.store.encryption import Keyring, MasterKey
+from ipunkt.store.sqlite import SqliteStore
 
 
 async def test_a_message_is_sent_once_and_leaves_the_outbox(make_gateway) -> None:
@@ -99,19 +110,6 @@ async def test_metrics_count_sends_and_queue_depth(make_gateway) -> None:
 async def test_a_claim_that_returns_after_stop_is_handed_back_unsent(tmp_path) -> None:
     """stop() comes while a claim is on its way (its commit, say): the claimed message must
     not be sent after stop() released the leases (it would be sent again after a restart)."""
-    from types import SimpleNamespace
-
-    from ipunkt import testing
-    from ipunkt.delivery.metrics import Metrics
-    from ipunkt.delivery.outbox import Outbox
-    from ipunkt.delivery.settings import DeliverySettings
-    from ipunkt.messages.statuses import StatusRules
-    from ipunkt.sbd import parse_sbd
-    from ipunkt.store.base import Direction, NewMessage, StatusChange
-    from ipunkt.store.blobs import BlobStore
-    from ipunkt.store.encryption import Keyring, MasterKey
-    from ipunkt.store.sqlite import SqliteStore
-
     store = SqliteStore(tmp_path / "db.sqlite3",
                         BlobStore(tmp_path / "payloads", Keyring(MasterKey(b"o" * 32))))
     await store.open()

@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from ipunkt.store.base import Direction, NewMessage, StatusChange
+from ipunkt.delivery.sweeper import LifetimeSweeper
+from ipunkt.messages.statuses import StatusRules
+from ipunkt.plugin import ReceiptStatus, StatusUpdate
+from ipunkt.store.base import Direction, NewFile, NewMessage, StatusChange
 from ipunkt.store.blobs import BlobStore
 from ipunkt.store.encryption import DecryptionError, Keyring, MasterKey
 from ipunkt.store.sqlite import SchemaTooNew, SqliteStore
@@ -77,11 +80,6 @@ async def test_a_message_being_sent_when_its_lifetime_runs_out_is_left_to_its_se
     """The sweeper must not pull a message and its payload out from under a running send
     (the receiver would have it while ipunkt said LEVETID_UTLOPT); the sender checks the
     lifetime itself, and the sweeper takes the conversation once the send is over."""
-    from ipunkt.delivery.sweeper import LifetimeSweeper
-    from ipunkt.messages.statuses import StatusRules
-    from ipunkt.plugin import ReceiptStatus
-    from ipunkt.store.base import NewFile
-
     s = store(tmp_path)
     await s.open()
     rules = StatusRules()
@@ -109,9 +107,6 @@ async def test_a_levert_reported_with_its_own_time_keeps_mottatt_before_it(
 ) -> None:
     """A channel that knows when its receipt came reports LEVERT with that time: the MOTTATT
     it implies is stamped the same, and the conversation's last update never goes back."""
-    from ipunkt.messages.statuses import StatusRules
-    from ipunkt.plugin import ReceiptStatus, StatusUpdate
-
     s = store(tmp_path)
     await s.open()
     rules = StatusRules()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from ipunkt.config import load_settings, parse_settings
+from ipunkt.store.settings import KEY_FILE, StoreSettings, keyring
 
 ORG = '[organisation]\nnumber = "910077473"\n'
 
@@ -43,10 +45,6 @@ def test_settings_without_a_file_keep_relative_paths() -> None:
 
 
 def test_a_generated_store_key_is_made_once_whole_and_private(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ipunkt.store.settings import KEY_FILE, StoreSettings, keyring
-
     settings = StoreSettings(path=tmp_path / "store")
     with ThreadPoolExecutor(8) as pool:  # several processes starting at once agree on one key
         rings = list(pool.map(lambda _: keyring(settings), range(8)))
@@ -61,11 +59,9 @@ def test_a_generated_store_key_is_made_once_whole_and_private(tmp_path: Path) ->
 
 
 def test_no_new_store_key_is_made_for_payloads_sealed_with_a_lost_one(tmp_path: Path) -> None:
-    from ipunkt.store.settings import StoreSettings, keyring
-
     settings = StoreSettings(path=tmp_path / "store")
     (tmp_path / "store" / "payloads" / "ab").mkdir(parents=True)
     (tmp_path / "store" / "payloads" / "ab" / "ab12").write_bytes(b"sealed")
-    with pytest.raises(ValueError, match="store.key is missing, but .* holds payloads"):
+    with pytest.raises(ValueError, match=r"store\.key is missing, but .* holds payloads"):
         keyring(settings)
     assert not (tmp_path / "store" / "store.key").exists()

@@ -209,8 +209,7 @@ async def create_and_send(request: web.Request) -> web.Response:
                 break
             if not isinstance(part, BodyPartReader):
                 continue
-            disposition = _disposition(
-                bodies.header_text(part.headers.get("Content-Disposition")) or "", required=False)
+            disposition = _disposition(part.headers.get("Content-Disposition"), required=False)
             name = disposition.name if disposition else None
             if name == "sbd":
                 sbd = _parse_sbd(await bodies.read_limited(part, MAX_SBD_BYTES, "The SBD",
@@ -259,10 +258,7 @@ async def get_outgoing(request: web.Request) -> web.Response:
 
 async def upload_file(request: web.Request) -> web.Response:
     message_id = request.match_info["messageId"]
-    header = bodies.header_text(request.headers.get("Content-Disposition"))
-    if header is None:
-        raise errors.MissingHttpHeader("Content-Disposition")
-    disposition = _disposition(header, required=True)
+    disposition = _disposition(request.headers.get("Content-Disposition"), required=True)
     assert disposition is not None
     if disposition.filename is None:
         raise errors.MissingHttpHeader(
@@ -492,7 +488,9 @@ def _parse_sbd(raw: bytes | str) -> StandardBusinessDocument:
         raise errors.ConstraintViolation(exc.violations) from None
 
 
-def _disposition(header: str, *, required: bool) -> ContentDisposition | None:
+def _disposition(raw: str | None, *, required: bool) -> ContentDisposition | None:
+    """The Content-Disposition header read (as Tomcat reads its bytes); None when absent."""
+    header = bodies.header_text(raw) or ""
     if not header.strip():
         if required:
             raise errors.MissingHttpHeader("Content-Disposition")
